@@ -1,0 +1,15 @@
+# Quick start: `make smoke` (set up + run the embedded pipeline end to end), `make test` (set up + all tests).
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup smoke test
+
+setup:
+	@scripts/setup_venv.sh
+
+smoke: setup
+	snakemake --workflow-profile workflow/profiles/local
+
+test: setup
+	python -m pytest

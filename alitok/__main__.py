@@ -1,0 +1,3 @@
+from alitok.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Params: read params.yaml, resolve the active params profile, validate it against the schema.
+
+Both the Snakefile and every CLI entry point go through `load`, so a typo, a wrong type or an
+out-of-range value stops the run before any work starts, with the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "params.schema.yaml"
+
+
+class ParamsError(ValueError):
+    """Invalid params.yaml; the message names the profile, the key and what is allowed."""
+
+
+def _read_yaml(path: Path):
+    import yaml
+
+    if not path.is_file():
+        raise ParamsError(f"params file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
+
+
+def schema() -> dict:
+    if not SCHEMA_PATH.is_file():
+        raise ParamsError(f"schema {SCHEMA_PATH} is missing: run from a checkout of the project")
+    return _read_yaml(SCHEMA_PATH)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_profile(profiles: dict, name: str) -> dict:
+    """Follow the `base` chain of profile `name` and merge, base first."""
+    chain, current = [], name
+    while current is not None:
+        if current not in profiles:
+            where = f"profile '{chain[-1]}' names base" if chain else "profile"
+            raise ParamsError(f"{where} '{current}', which is not defined; defined: {', '.join(sorted(profiles))}")
+        if current in chain:
+            raise ParamsError(f"profiles: base chain loops: {' -> '.join(chain + [current])}")
+        chain.append(current)
+        current = profiles[current].get("base")
+    resolved: dict = {}
+    for link in reversed(chain):
+        body = {k: v for k, v in profiles[link].items() if k != "base"}
+        resolved = deep_merge(resolved, body)
+    return resolved
+
+
+def _format_error(error, where: str) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    v, s, inst = error.validator, error.schema, error.instance
+    if v == "additionalProperties":
+        allowed = sorted(s.get("properties", {}))
+        extra = sorted(set(inst) - set(allowed))
+        prefix = f"{key}." if error.absolute_path else ""
+        return f"{where}: unknown key {', '.join(prefix + k for k in extra)}; allowed here: {', '.join(allowed)}"
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in inst]
+        prefix = f"{key}." if error.absolute_path else ""
+        return f"{where}: missing key {', '.join(prefix + k for k in missing)}"
+    if v == "type":
+        return f"{where}: {key} must be of type {error.validator_value}, got {inst!r}"
+    if v in ("enum", "const"):
+        allowed = error.validator_value if v == "enum" else [error.validator_value]
+        return f"{where}: {key} = {inst!r} is not allowed; allowed: {', '.join(map(repr, allowed))}"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<",
+              "multipleOf": "a multiple of", "minLength": "of length >=", "minProperties": "with entries >="}
+    if v in bounds:
+        return f"{where}: {key} = {inst!r} is out of range; must be {bounds[v]} {error.validator_value}"
+    return f"{where}: {key}: {error.message}"
+
+
+def _validate(instance, schema_doc: dict, where: str) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema_doc)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # Report the deepest, most specific error: `if/then` failures come with a more precise child.
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        raise ParamsError(_format_error(best, where))
+
+
+def validate_document(doc, source: str = "params.yaml") -> None:
+    """Validate the whole file: structure, the active profile's name, and every profile resolved."""
+    if not isinstance(doc, dict):
+        raise ParamsError(f"{source}: must be a mapping with keys profile and profiles")
+    full = schema()
+    top = {k: v for k, v in full.items() if k != "$defs"}
+    _validate(doc, top, source)
+    profiles = doc["profiles"]
+    if doc["profile"] not in profiles:
+        raise ParamsError(f"{source}: profile = {doc['profile']!r} is not defined; defined: {', '.join(sorted(profiles))}")
+    profile_schema = {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"}
+    for name in profiles:
+        _validate(resolve_profile(profiles, name), profile_schema, f"{source}: params profile '{name}'")
+
+
+def load(params: str | Path | dict = "params.yaml", profile: str | None = None) -> dict:
+    """The resolved, validated params of `profile` (default: the file's `profile` key).
+
+    `params` is a path to params.yaml or the already-loaded mapping (Snakemake's `config`).
+    """
+    if isinstance(params, dict):
+        doc, source = copy.deepcopy(params), "params"
+    else:
+        doc, source = _read_yaml(Path(params)), str(params)
+    if profile is not None:
+        if isinstance(doc, dict):
+            doc["profile"] = profile
+    validate_document(doc, source)
+    resolved = resolve_profile(doc["profiles"], doc["profile"])
+    resolved["name"] = doc["profile"]
+    return resolved
+
+
+def section_hash(section) -> str:
+    """A stable short hash of a params section: checkpoints record it to refuse a mismatched resume."""
+    blob = json.dumps(section, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,30 @@
+import os
+
+from snakemake.exceptions import WorkflowError
+
+# Helpers shared by the rule files: which inputs exist depends on the params profile.
+
+
+def dataset_root():
+    """The ImageFolder tree the data stage scans: generated for the embedded source, else params."""
+    if P["data"]["source"] == "embedded":
+        return f"{OUT}/data/images"
+    root = P["data"]["root"]
+    if not os.path.isdir(root):
+        raise WorkflowError(
+            f"params profile '{PROFILE}': data.root = {root} is not a directory. Put the dataset there "
+            "(train/<wnid>/*.JPEG and val/, see docs/data.md) or set data.root in params.yaml."
+        )
+    return root
+
+
+def uses_classifier():
+    # The domain classifier exists for the embedded data only; ImageNet evaluation uses Inception.
+    return P["data"]["source"] == "embedded"
+
+
+def final_targets():
+    targets = [f"{OUT}/data/dataset.json"]
+    if uses_classifier():
+        targets.append(f"{OUT}/classifier/metrics.json")
+    return targets

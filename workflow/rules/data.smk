@@ -1,0 +1,34 @@
+# Data: generate the embedded dataset (embedded source only), then scan any ImageFolder tree into
+# manifests of the original images. Crops are load-time transforms of each consumer (docs/data.md).
+
+
+if P["data"]["source"] == "embedded":
+
+    rule make_dataset:
+        output:
+            directory(f"{OUT}/data/images"),
+        params:
+            data=P["data"],
+        log:
+            f"{LOGS}/make_dataset.log",
+        shell:
+            "alitok make-dataset {PARAMS} --out {output} --log {log}"
+
+
+rule prepare_data:
+    input:
+        root=dataset_root(),
+    output:
+        train=f"{OUT}/data/train.csv",
+        val=f"{OUT}/data/val.csv",
+        info=f"{OUT}/data/dataset.json",
+        report=f"{OUT}/data/report.json",
+        preview=f"{OUT}/data/preview.png",
+    params:
+        data=P["data"],
+        out_dir=f"{OUT}/data",
+    threads: P["data"]["workers"]
+    log:
+        f"{LOGS}/prepare_data.log",
+    shell:
+        "alitok prepare-data {PARAMS} --root {input.root} --out-dir {params.out_dir} --log {log}"
