@@ -1,7 +1,14 @@
 # One DAG from raw images to the papers' tables. Rules are thin: each calls one `alitok` subcommand
 # with explicit paths; all logic lives in the alitok package. params.yaml is the only configuration;
 # choose the params profile with `snakemake --config profile=<name>` (tiny | smoke | imagenet256 | imagenet512).
+import os
+import sys
+
 from alitok import config as alitok_config
+
+# Jobs call `alitok`: make the interpreter that runs Snakemake (the project's .venv) provide it, even when
+# the venv is not activated.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 configfile: "params.yaml"
 
@@ -14,6 +21,7 @@ PARAMS = f"--params params.yaml --profile {PROFILE}"   # every rule's command pa
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
+include: "workflow/rules/tokenizer.smk"
 
 
 rule all:

@@ -18,14 +18,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from alitok.atomic import OutputError
     from alitok.config import ParamsError
 
-    errors: list[type[BaseException]] = [ParamsError, OutputError, FileNotFoundError, NotADirectoryError]
-    try:
-        from alitok.data.imagefolder import DataError
+    from alitok.training.checkpoint import CheckpointError
 
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    errors: list[type[BaseException]] = [ParamsError, OutputError, CheckpointError, FileNotFoundError,
+                                         NotADirectoryError]
+    from alitok.data.imagefolder import DataError
+    from alitok.tokenizer.release import ReleaseError
+
+    return tuple(errors + [DataError, ReleaseError])
 
 
 def _params(args) -> dict:
@@ -65,10 +65,38 @@ def cmd_train_classifier(args) -> None:
     from alitok.classifier import train
 
     p = _params(args)
-    if "classifier" not in p:
-        raise SystemExit(f"alitok train-classifier: params profile {p['name']!r} has no classifier section")
-    metrics = train.run(p["classifier"], p["data"]["image_size"], args.train, args.val, args.dataset, args.out_dir)
-    log.info("domain classifier: held-out accuracy %.4f", metrics["val_accuracy"])
+    if args.section not in p:
+        raise SystemExit(f"alitok train-classifier: params profile {p['name']!r} has no {args.section} section")
+    metrics = train.run(p[args.section], p["data"]["image_size"], args.train, args.val, args.dataset, args.out_dir)
+    log.info("%s: held-out accuracy %.4f", args.section, metrics["val_accuracy"])
+
+
+def cmd_train_tokenizer(args) -> None:
+    from alitok.tokenizer import train
+
+    summary = train.run(_params(args), stage=args.stage, train_csv=args.train, dataset_json=args.dataset,
+                        work_dir=args.work_dir, out=args.out, log_out=args.log_out, init=args.init,
+                        perceptual_net=args.perceptual_net, phases_from=args.phases_from)
+    log.info("tokenizer stage %d trained: %s", args.stage, summary)
+
+
+def cmd_eval_tokenizer(args) -> None:
+    from alitok.tokenizer import evaluate
+
+    evaluate.run(args.tokenizer, args.val, args.dataset, args.classifier, args.out_metrics, args.out_grid)
+
+
+def cmd_compare_tokenizer_stages(args) -> None:
+    from alitok.tokenizer import compare
+
+    compare.run(args.stage2, args.control, args.stage1, args.out)
+
+
+def cmd_import_tokenizer(args) -> None:
+    from alitok.tokenizer import release
+
+    info = release.import_release(args.source, args.out)
+    log.info("imported %s -> %s: %s", args.source, args.out, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, required=True, help="held-out manifest (CSV)")
     p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
     p.add_argument("--out-dir", type=Path, required=True, help="where model.pt, metrics.json and plots go")
+    p.add_argument("--section", default="classifier", choices=["classifier", "perceptual_net"],
+                   help="params section: the domain classifier, or the smoke perceptual-loss network")
+
+    p = add("train-tokenizer", cmd_train_tokenizer, "train one tokenizer stage through its phases (resumable, DDP)")
+    p.add_argument("--stage", type=int, choices=[1, 2], required=True)
+    p.add_argument("--train", type=Path, required=True, help="train manifest (CSV)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    p.add_argument("--init", type=Path, default=None, help="tokenizer checkpoint to start from (stage 2: the stage-1 result)")
+    p.add_argument("--perceptual-net", type=Path, default=None, help="smoke perceptual network (model.pt)")
+    p.add_argument("--phases-from", type=int, choices=[1, 2], default=None,
+                   help="take the phase table of this stage (2 with --stage 1: the continued-stage-1 control)")
+    p.add_argument("--work-dir", type=Path, required=True, help="in-progress checkpoints and log (resume from here)")
+    p.add_argument("--out", type=Path, required=True, help="final tokenizer checkpoint")
+    p.add_argument("--log-out", type=Path, required=True, help="per-step training log (JSON lines)")
+
+    p = add("eval-tokenizer", cmd_eval_tokenizer, "held-out PSNR, SSIM, rFID and a reconstruction grid")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
+    p.add_argument("--val", type=Path, required=True, help="held-out manifest (CSV)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    p.add_argument("--classifier", type=Path, required=True, help="domain classifier (rFID features)")
+    p.add_argument("--out-metrics", type=Path, required=True)
+    p.add_argument("--out-grid", type=Path, required=True)
+
+    p = add("compare-tokenizer-stages", cmd_compare_tokenizer_stages,
+            "does stage 2 beat stage 1 continued for the same steps? (held-out PSNR, rFID)")
+    p.add_argument("--stage1", type=Path, required=True, help="stage-1 metrics JSON")
+    p.add_argument("--stage2", type=Path, required=True, help="stage-2 metrics JSON")
+    p.add_argument("--control", type=Path, required=True, help="continued-stage-1 metrics JSON")
+    p.add_argument("--out", type=Path, required=True, help="comparison (markdown)")
+
+    p = add("import-tokenizer", cmd_import_tokenizer, "convert the released AliTok.pth into this project's format")
+    p.add_argument("source", type=Path, help="the released stage-2 tokenizer file (AliTok.pth)")
+    p.add_argument("--out", type=Path, required=True, help="project tokenizer checkpoint to write")
     return parser
 
 

@@ -14,7 +14,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in {HEAVY!r}:
             raise ImportError('blocked for this test: ' + name)
 sys.meta_path.insert(0, Block())
-import alitok, alitok.atomic, alitok.models.classifier, alitok.data.manifest
+import alitok, alitok.atomic, alitok.models.classifier, alitok.models.tokenizer, alitok.data.manifest
 import alitok.cli  # --help must work without the workflow stack too
 m = alitok.models.classifier
 print('ok')

@@ -1,7 +1,6 @@
 """Snakemake runs the DAG: every params profile dry-runs, the tiny pipeline runs for real."""
 
 import json
-import time
 
 import pytest
 
@@ -57,6 +56,11 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     for name in ["model.pt", "curve.png", "confusion.png"]:
         assert (out / "classifier" / name).stat().st_size > 0
     assert (project / "logs" / "tiny" / "prepare_data.log").read_text()
+    for variant in ("stage1", "stage2", "stage1_continued"):
+        assert (out / "tokenizer" / f"{variant}.pt").stat().st_size > 0
+        assert (out / "tokenizer" / f"{variant}_recon.png").stat().st_size > 0
+        assert json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())["stage"] in (1, 2)
+    assert "| stage 2 |" in (out / "tokenizer" / "stage_comparison.md").read_text()
     again = run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -64,19 +68,36 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     edit_params(project, lambda d: d["profiles"]["tiny"]["classifier"].update(epochs=3))
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert jobs.get("train_classifier") == 1
-    assert "make_dataset" not in jobs and "prepare_data" not in jobs
+    assert "make_dataset" not in jobs and "prepare_data" not in jobs and "train_tokenizer_stage1" not in jobs
+
+    # A stage-2 phase change retrains stage 2 and the control, never stage 1.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=3))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("train_tokenizer_stage2") == 1 and jobs.get("train_tokenizer_stage1_continued") == 1
+    assert "train_tokenizer_stage1" not in jobs
+
+
+def _seconds(benchmark_tsv) -> float:
+    """Wall seconds of one job, from the `benchmark:` file Snakemake wrote for it."""
+    header, values = benchmark_tsv.read_text().splitlines()[:2]
+    return float(dict(zip(header.split("\t"), values.split("\t")))["s"])
 
 
 @pytest.mark.slow
-def test_smoke_data_and_classifier_within_budget(project):
-    """The README's first command: the embedded default pipeline (today: data + domain classifier)."""
-    start = time.monotonic()
+def test_smoke_pipeline(project):
+    """The README's first command: the embedded default pipeline, as far as it goes today."""
     run(["snakemake", "--cores", "2"], cwd=project)
-    seconds = time.monotonic() - start
     out = project / "results" / "smoke"
     info = json.loads((out / "data" / "dataset.json").read_text())
     report = json.loads((out / "data" / "report.json").read_text())
     metrics = json.loads((out / "classifier" / "metrics.json").read_text())
     assert len(info["classes"]) >= 10 and report["bad_images"] == []
     assert metrics["val_accuracy"] >= 0.95, metrics["val_accuracy"]
-    assert seconds < 180, f"smoke data + classifier took {seconds:.0f} s (budget 180 s on 2 cores)"
+    data_and_classifier = sum(_seconds(out / "benchmarks" / f"{r}.tsv")
+                              for r in ("make_dataset", "prepare_data", "train_classifier"))
+    assert data_and_classifier < 180, f"smoke data + classifier took {data_and_classifier:.0f} s (budget 180 s)"
+    for variant in ("stage1", "stage2", "stage1_continued"):
+        m = json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())
+        assert m["num_images"] == len(json.loads((out / "data" / "dataset.json").read_text())["classes"]) * 60
+        assert m["psnr"] > 0 and m["rfid"] >= 0
+    assert "stage 1 continued (control)" in (out / "tokenizer" / "stage_comparison.md").read_text()

@@ -60,5 +60,16 @@ class Classifier(nn.Module):
         pooled = reduce(h, "n c h w -> n c", "mean")
         return pooled, self.head(pooled)
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: float [0, 1], (N, 3, H, W). Activations after each conv stage, fine to coarse: the layers an
+        LPIPS-like distance compares when this network stands in for VGG (smoke profile)."""
+        h = self.input_norm(x)
+        maps = []
+        for layer in self.body:
+            h = layer(h)
+            if not isinstance(layer, nn.MaxPool2d):
+                maps.append(h)
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)[1]

@@ -17,6 +17,8 @@ rule train_classifier:
         out_dir=f"{OUT}/classifier",
     log:
         f"{LOGS}/train_classifier.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_classifier.tsv"
     shell:
         "alitok train-classifier {PARAMS} --train {input.train} --val {input.val} --dataset {input.info}"
         " --out-dir {params.out_dir} --log {log}"

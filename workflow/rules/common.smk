@@ -24,7 +24,11 @@ def uses_classifier():
 
 
 def final_targets():
-    targets = [f"{OUT}/data/dataset.json"]
+    targets = [f"{OUT}/data/dataset.json", f"{OUT}/tokenizer/stage2.pt"]
     if uses_classifier():
+        # reconstruction metrics use the domain classifier; ImageNet rFID (Inception) comes with evaluation
         targets.append(f"{OUT}/classifier/metrics.json")
+        targets += [f"{OUT}/tokenizer/{v}_metrics.json" for v in ("stage1", "stage2")]
+        if P["tokenizer"]["training"]["compare_stage1_continued"]:
+            targets.append(f"{OUT}/tokenizer/stage_comparison.md")
     return targets

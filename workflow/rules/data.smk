@@ -11,6 +11,8 @@ if P["data"]["source"] == "embedded":
             data=P["data"],
         log:
             f"{LOGS}/make_dataset.log",
+        benchmark:
+            f"{OUT}/benchmarks/make_dataset.tsv"
         shell:
             "alitok make-dataset {PARAMS} --out {output} --log {log}"
 
@@ -30,5 +32,7 @@ rule prepare_data:
     threads: P["data"]["workers"]
     log:
         f"{LOGS}/prepare_data.log",
+    benchmark:
+        f"{OUT}/benchmarks/prepare_data.tsv"
     shell:
         "alitok prepare-data {PARAMS} --root {input.root} --out-dir {params.out_dir} --log {log}"

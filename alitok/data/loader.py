@@ -1,0 +1,47 @@
+"""Training images from a manifest, one crop per (seed, stream position).
+
+Each sample's augmentation is drawn from a generator seeded by its position in the global sample stream,
+not from worker or process state, so the same step sees the same pixels whatever the number of processes
+or loader workers, and a resumed run sees exactly what the killed one would have.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from alitok.data import manifest, transforms
+from alitok.training import schedule
+
+
+class TrainImages(Dataset):
+    """Items are keyed by (stream position, dataset index) and returned as uint8 (3, S, S) tensors."""
+
+    def __init__(self, records: list[manifest.Record], root: str | Path, size: int, seed: int):
+        self.records, self.root, self.size, self.seed = records, Path(root), size, seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key):
+        position, index = key
+        rng = np.random.default_rng([self.seed, int(position)])
+        img = manifest.open_image(self.root, self.records[index])
+        img = transforms.resize_random_crop_flip(img, self.size, rng)
+        return transforms.to_uint8_chw(img), self.records[index].label
+
+
+def batch_keys(step: int, global_batch: int, n: int, seed: int, rank: int, world: int) -> list[tuple[int, int]]:
+    positions = schedule.local_positions(step, global_batch, rank, world)
+    return list(zip(positions.tolist(), schedule.sample_index(positions, n, seed).tolist()))
+
+
+def train_loader(dataset: TrainImages, *, start_step: int, total_steps: int, global_batch: int, seed: int,
+                 rank: int, world: int, workers: int) -> DataLoader:
+    """Batches for steps start_step..total_steps-1 of this rank, in order."""
+    keys = [batch_keys(s, global_batch, len(dataset), seed, rank, world) for s in range(start_step, total_steps)]
+    return DataLoader(dataset, batch_sampler=keys, num_workers=workers, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available())

@@ -1,0 +1,94 @@
+"""Reconstruction metrics of a tokenizer checkpoint on the held-out split: PSNR, SSIM, rFID, code usage.
+
+rFID compares held-out originals with their reconstructions through the domain classifier's features
+(torch-fidelity with the classifier registered as its extractor), so it means something offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+from tqdm import tqdm
+
+from alitok import atomic
+from alitok.data import manifest, transforms
+from alitok.metrics import recon as recon_metrics
+from alitok.models.tokenizer import Tokenizer
+from alitok.tokenizer.release import load_tokenizer
+
+log = logging.getLogger("alitok.tokenizer")
+
+GRID_IMAGES = 16  # originals shown in the reconstruction grid (spread over the classes)
+
+
+def held_out_images(val_csv, dataset_json, size: int) -> tuple[torch.Tensor, list[manifest.Record]]:
+    """Held-out images through the evaluation (ADM) centre crop, uint8 (N, 3, S, S)."""
+    records = manifest.read_manifest(val_csv)
+    root = manifest.read_dataset_info(dataset_json)["root"]
+    images = [transforms.to_uint8_chw(transforms.adm_center_crop(manifest.open_image(root, r), size))
+              for r in tqdm(records, desc="load held-out", unit="img", file=sys.stderr)]
+    return torch.stack(images), records
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """The released sampler's conversion: truncation of 255·x, not rounding (alitok-numerics.md §3)."""
+    return (x.clamp(0, 1) * 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def reconstruct(model: Tokenizer, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstructions (uint8) and token indices of uint8 images."""
+    outs, codes = [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="reconstruct", unit="batch", file=sys.stderr):
+        out = model(images[i : i + batch_size].float() / 255)
+        outs.append(to_uint8(out["image"]))
+        codes.append(out["indices"])
+    return torch.cat(outs), torch.cat(codes)
+
+
+def grid(originals: torch.Tensor, recons: torch.Tensor, records: list[manifest.Record]) -> Image.Image:
+    """Two rows per block: originals above their reconstructions, one column per class where possible."""
+    by_class: dict[int, int] = {}
+    for i, r in enumerate(records):
+        by_class.setdefault(r.label, i)
+    picks = list(by_class.values())[:GRID_IMAGES]
+    picks += [i for i in range(len(records)) if i not in picks][: GRID_IMAGES - len(picks)]
+    pair = torch.stack([originals[picks], recons[picks]])  # (2, n, 3, H, W)
+    return Image.fromarray(rearrange(pair, "r n c h w -> (r h) (n w) c").numpy())
+
+
+def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out_grid) -> dict:
+    from alitok.metrics import fidelity
+
+    model = load_tokenizer(tokenizer_ckpt)
+    cfg = model.config
+    originals, records = held_out_images(val_csv, dataset_json, cfg.image_size)
+    recons, codes = reconstruct(model, originals)
+    x, y = originals.float() / 255, recons.float() / 255
+    counts = torch.bincount(codes.flatten(), minlength=cfg.codebook_size).double()
+    probs = counts / counts.sum()
+    nz = probs[probs > 0]
+    metrics = {
+        "psnr": float(recon_metrics.psnr(x, y).mean()),
+        "ssim": float(recon_metrics.ssim(x, y).mean()),
+        "rfid": float(fidelity.rfid(originals, recons, classifier_ckpt)),
+        "codebook_used_fraction": float((counts > 0).double().mean()),
+        "codebook_perplexity": float(torch.exp(-(nz * nz.log()).sum())),
+        "num_images": len(records),
+        "stage": model.stage,
+        "checkpoint": str(tokenizer_ckpt),
+        "uint8_conversion": "truncate",
+        "crop": "adm_center",
+    }
+    atomic.write_json(out_metrics, metrics)
+    with atomic.atomic_path(out_grid) as tmp:
+        grid(originals, recons, records).save(tmp, format="PNG")
+    log.info("tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, codes used %.1f%%", tokenizer_ckpt, metrics["psnr"],
+             metrics["ssim"], metrics["rfid"], 100 * metrics["codebook_used_fraction"])
+    return metrics

@@ -1,0 +1,185 @@
+"""Import the released AliTok tokenizer (`AliTok.pth`, the stage-2 model) into the project's checkpoint format.
+
+The mapping is an explicit name table, checked strictly both ways: every released tensor is used, every
+tensor of our model is filled, every shape agrees. A release of another geometry, a renamed or a truncated
+file is refused with one sentence naming the tensor, never half-loaded. Names and shapes:
+alitok-release-checkpoints.md; the forward computation that makes them mean the same: alitok-numerics.md §1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from alitok import atomic
+from alitok.models.tokenizer import Tokenizer, TokenizerConfig
+
+FORMAT = "alitok-tokenizer/1"
+
+
+class ReleaseError(ValueError):
+    """A released or project tokenizer file that cannot be used; the message names the file (and tensor)."""
+
+
+def release_config() -> TokenizerConfig:
+    """The released AliTok.pth geometry (alitok-numerics.md §1)."""
+    return TokenizerConfig(image_size=256, patch_size=16, codebook_size=4096, code_dim=32, enc_width=768,
+                           enc_depth=12, enc_heads=12, dec_width=1024, dec_depth=24, dec_heads=16, mlp_ratio=4,
+                           prefix="grid_plus_one", buffer_tokens=32)
+
+
+# released name -> our name. Names ending in a 1x1-conv weight are marked "conv1x1": stored (out, in, 1, 1)
+# in the release, a per-token nn.Linear (out, in) here.
+TOP_LEVEL = [
+    ("latent_tokens", "latent_tokens"),
+    ("encoder.positional_embedding", "encoder.patch_pos"),
+    ("encoder.latent_token_positional_embedding", "encoder.latent_pos"),
+    ("encoder.patch_embed.weight", "encoder.patch_embed.weight"),
+    ("encoder.patch_embed.bias", "encoder.patch_embed.bias"),
+    ("encoder.ln_pre.weight", "encoder.ln_pre.weight"),
+    ("encoder.ln_pre.bias", "encoder.ln_pre.bias"),
+    ("encoder.ln_post.weight", "encoder.ln_post.weight"),
+    ("encoder.ln_post.bias", "encoder.ln_post.bias"),
+    ("encoder.conv_out.weight", "encoder.to_code.weight"),  # conv1x1
+    ("encoder.conv_out.bias", "encoder.to_code.bias"),
+    ("quantize.embedding.weight", "quantizer.codebook"),
+    ("decoder.class_embedding", "decoder.lead_tokens"),  # the 32 buffer tokens, no class information
+    ("decoder.latent_token_positional_embedding", "decoder.pos"),
+    ("decoder.decoder_embed.weight", "decoder.code_embed.weight"),
+    ("decoder.decoder_embed.bias", "decoder.code_embed.bias"),
+    ("decoder.ln_pre.weight", "decoder.ln_pre.weight"),
+    ("decoder.ln_pre.bias", "decoder.ln_pre.bias"),
+    ("decoder.ln_post.weight", "decoder.ln_post.weight"),
+    ("decoder.ln_post.bias", "decoder.ln_post.bias"),
+    ("decoder.ffn.0.weight", "decoder.pixel_head.proj.weight"),  # conv1x1
+    ("decoder.ffn.0.bias", "decoder.pixel_head.proj.bias"),
+    ("decoder.conv_out.weight", "decoder.pixel_head.colour.weight"),  # a real 1x1 conv on both sides
+    ("decoder.conv_out.bias", "decoder.pixel_head.colour.bias"),
+]
+CONV1X1 = {"encoder.conv_out.weight", "decoder.ffn.0.weight"}
+BLOCK = [
+    ("ln_1.weight", "ln_1.weight"),
+    ("ln_1.bias", "ln_1.bias"),
+    ("attn.in_proj.weight", "attn.in_proj.weight"),  # packed [q | k | v], heads contiguous: same layout
+    ("attn.in_proj.bias", "attn.in_proj.bias"),
+    ("attn.out_proj.weight", "attn.out_proj.weight"),
+    ("attn.out_proj.bias", "attn.out_proj.bias"),
+    ("ln_2.weight", "ln_2.weight"),
+    ("ln_2.bias", "ln_2.bias"),
+    ("mlp.c_fc.weight", "mlp.fc.weight"),
+    ("mlp.c_fc.bias", "mlp.fc.bias"),
+    ("mlp.c_proj.weight", "mlp.proj.weight"),
+    ("mlp.c_proj.bias", "mlp.proj.bias"),
+]
+
+
+def name_table(cfg: TokenizerConfig) -> dict[str, str]:
+    """Every released tensor name for this geometry -> the stage-2 Tokenizer's name."""
+    table = dict(TOP_LEVEL)
+    for part, depth in (("encoder", cfg.enc_depth), ("decoder", cfg.dec_depth)):
+        for i in range(depth):
+            for theirs, ours in BLOCK:
+                table[f"{part}.transformer.{i}.{theirs}"] = f"{part}.blocks.{i}.{ours}"
+    return table
+
+
+def expected_release_shapes(cfg: TokenizerConfig) -> dict[str, tuple[int, ...]]:
+    """Released name -> shape, derived from our model built on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        ours = Tokenizer(cfg, stage=2).state_dict()
+    shapes = {}
+    for theirs, name in name_table(cfg).items():
+        shape = tuple(ours[name].shape)
+        shapes[theirs] = shape + (1, 1) if theirs in CONV1X1 else shape
+    return shapes
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def map_release_state(state: dict, cfg: TokenizerConfig, source: str = "AliTok.pth") -> dict[str, torch.Tensor]:
+    """Released state dict -> our stage-2 parameter dict, strictly. Works on meta tensors too (no copies made)."""
+    table, shapes = name_table(cfg), expected_release_shapes(cfg)
+    for name in table:  # in table order: the first message names the first problem
+        if name not in state:
+            raise ReleaseError(f"{source}: missing tensor {name} (expected shape {_fmt(shapes[name])})")
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ReleaseError(f"{source}: {name} is not a floating-point tensor")
+        if tuple(value.shape) != shapes[name]:
+            raise ReleaseError(f"{source}: {name} has shape {_fmt(value.shape)}, expected {_fmt(shapes[name])}")
+    for name in state:
+        if name not in table:
+            raise ReleaseError(f"{source}: unexpected tensor {name}; it has no counterpart in the tokenizer")
+    return {ours: (state[theirs].flatten(1) if theirs in CONV1X1 else state[theirs]).float()
+            for theirs, ours in table.items()}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _torch_load(path: Path, what: str):
+    if not path.is_file():
+        raise ReleaseError(f"{path.name}: {what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        raise ReleaseError(f"{path.name}: {what} {path} is truncated, corrupt or not a tensor file ({type(e).__name__})") from e
+
+
+def import_release(src_path, out_path, cfg: TokenizerConfig | None = None) -> dict:
+    """Convert the released stage-2 `AliTok.pth` into a project checkpoint at `out_path` (atomic write).
+
+    The quantizer's usage EMA (training state, not in the release) is written as zeros, its fresh value.
+    Returns a summary: source file and sha256, tensor and value counts, output path.
+    """
+    src_path, cfg = Path(src_path), cfg or release_config()
+    state = _torch_load(src_path, "released tokenizer")
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise ReleaseError(f"{src_path.name}: not a state dict (found {type(state).__name__})")
+    mapped = map_release_state(state, cfg, src_path.name)
+
+    with torch.device("meta"):  # no 390M-value random init just to be overwritten
+        model = Tokenizer(cfg, stage=2)
+    unfilled = [k for k in model.state_dict() if k not in mapped and k != "quantizer.usage"]
+    if unfilled:  # only reachable if the model gains a tensor the table does not know
+        raise ReleaseError(f"{src_path.name}: nothing in the release fills {unfilled[0]}")
+    model.load_state_dict({**mapped, "quantizer.usage": torch.zeros(cfg.codebook_size)}, strict=True, assign=True)
+
+    sha = _sha256(src_path)
+    atomic.torch_save(out_path, {"format": FORMAT, "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
+                                 "model": model.state_dict(), "source": {"file": src_path.name, "sha256": sha}})
+    return {"out": str(out_path), "source": src_path.name, "sha256": sha, "tensors": len(mapped),
+            "values": sum(v.numel() for v in mapped.values())}
+
+
+def load_tokenizer(path) -> Tokenizer:
+    """A project tokenizer checkpoint (imported release or our own training, either stage) in eval mode."""
+    path = Path(path)
+    ckpt = _torch_load(path, "tokenizer checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ReleaseError(f"{path.name}: not an {FORMAT} checkpoint (format {found!r}); import a release with import_release")
+    with torch.device("meta"):
+        model = Tokenizer(TokenizerConfig(**ckpt["config"]), stage=ckpt["stage"])
+    try:
+        model.load_state_dict(ckpt["model"], strict=True, assign=True)
+    except RuntimeError as e:
+        raise ReleaseError(f"{path.name}: weights do not match its own config ({str(e).splitlines()[0]})") from e
+    return model.eval()

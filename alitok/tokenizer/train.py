@@ -1,0 +1,236 @@
+"""Two-stage tokenizer training: each stage runs its phases (the released recipe's restarts) from params.
+
+Stage 1 trains encoder, codebook and the causal decoder; stage 2 freezes encoder and codebook and trains a
+bidirectional decoder initialised from stage 1. The same loop, with the stage-1 model and stage 2's phase
+table, gives the control that stage 2 must beat ("stage 1 continued for the same number of steps").
+
+Runs as one process or under `torchrun` (DDP). Everything exact resume needs is checkpointed every
+`checkpoint_every` steps into a work directory outside the rule's outputs (Snakemake deletes the outputs of
+a failed job, never the work directory); a rerun continues from there and ends with identical weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from alitok import atomic
+from alitok.config import section_hash
+from alitok.data import manifest
+from alitok.data.loader import TrainImages, train_loader
+from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
+from alitok.tokenizer import losses
+from alitok.training import checkpoint, distributed, schedule
+
+log = logging.getLogger("alitok.tokenizer")
+
+FORMAT = "alitok-tokenizer/1"
+
+
+def model_config(p: dict) -> TokenizerConfig:
+    return TokenizerConfig(image_size=p["data"]["image_size"], **p["tokenizer"]["model"])
+
+
+def phase_at(phases: list[dict], step: int) -> tuple[dict, int]:
+    """The phase that global step `step` falls in, and the step within it."""
+    for phase in phases:
+        if step < phase["steps"]:
+            return phase, step
+        step -= phase["steps"]
+    raise IndexError("step beyond the last phase")
+
+
+def _optimizer(params, opt: dict) -> torch.optim.AdamW:
+    """AdamW without decay on norms, biases and embeddings-like vectors (1-d tensors)."""
+    params = [q for q in params if q.requires_grad]
+    groups = [{"params": [q for q in params if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
+              {"params": [q for q in params if q.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=0.0, betas=tuple(opt["betas"]))
+
+
+def _perceptual(tok: dict, phases: list[dict], perceptual_net) -> losses.PerceptualLoss:
+    """Build only the parts some phase uses: a missing weights file is an error exactly when it would be read."""
+    return losses.PerceptualLoss(tok["perceptual"],
+                                 logits_weight=float(any(ph["perceptual_weight"] > 0 for ph in phases)),
+                                 lpips_weight=float(any(ph["lpips_weight"] > 0 for ph in phases)),
+                                 domain_checkpoint=perceptual_net, section="tokenizer.perceptual")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint: those steps are about to be redone."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic.write_text(path, "".join(k + "\n" for k in keep))
+
+
+def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out, init=None, perceptual_net=None,
+        phases_from: int | None = None) -> dict:
+    """Train one tokenizer stage (or the stage-1 control with `phases_from=2`) and write `out` and `log_out`."""
+    d = distributed.setup()
+    tok, tr = p["tokenizer"], p["tokenizer"]["training"]
+    phases = tok[f"stage{phases_from or stage}"]
+    total_steps = sum(ph["steps"] for ph in phases)
+    cfg = model_config(p)
+    work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
+    if d.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    run_hash = section_hash({"tokenizer": tok, "image_size": cfg.image_size, "stage": stage,
+                             "phases_from": phases_from, "init": checkpoint_digest(init)})
+
+    torch.manual_seed(tr["seed"])
+    model = Tokenizer(cfg, stage, usage_decay=tok["quantizer"]["usage_decay"],
+                      codebook_init_std=tok["quantizer"]["init_std"])
+    if init is not None:
+        source = checkpoint.load(init, kind="tokenizer")
+        if stage == 2:
+            model.init_stage2_from(source["model"])
+        else:
+            model.load_state_dict(source["model"])
+    model.to(d.device)
+    disc = losses.NLayerDiscriminator(channels=tok["discriminator"]["channels"],
+                                      layers=tok["discriminator"]["layers"]).to(d.device)
+    perceptual = _perceptual(tok, phases, perceptual_net).to(d.device)
+    opt_g = _optimizer(model.parameters(), tok["optimizer"])
+    opt_d = _optimizer(disc.parameters(), tok["optimizer"])
+    use_amp = d.device.type == "cuda" and tr["precision"] != "fp32"
+    amp_dtype = torch.float16 if tr["precision"] == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
+    if ckpt_path.exists():
+        ck = checkpoint.load(ckpt_path, kind="tokenizer-train", params_hash=run_hash)
+        model.load_state_dict(ck["model"])
+        disc.load_state_dict(ck["disc"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        scaler.load_state_dict(ck["scaler"])
+        checkpoint.set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
+        step = ck["step"]
+        if d.is_main:
+            _truncate_log(log_path, step)
+            log.info("resuming stage %d from %s at step %d/%d", stage, ckpt_path, step, total_steps)
+
+    ddp_model = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
+    ddp_disc = disc if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(disc)
+    info = manifest.read_dataset_info(dataset_json)
+    data = TrainImages(manifest.read_manifest(train_csv), info["root"], cfg.image_size, tr["seed"])
+    loader = train_loader(data, start_step=step, total_steps=total_steps, global_batch=tr["global_batch"],
+                          seed=tr["seed"], rank=d.rank, world=d.world_size, workers=tr["workers"])
+    weights = {"recon": tok["loss"]["recon_weight"], "aux": tok["loss"]["aux_weight"],
+               "commitment": tok["quantizer"]["commitment_weight"], "codebook": tok["quantizer"]["codebook_weight"]}
+    bar = tqdm(total=total_steps, initial=step, desc=f"tokenizer stage {stage}", unit="step", file=sys.stderr,
+               disable=not d.is_main)
+    tick, images_since = time.perf_counter(), 0
+    for x, _ in loader:
+        phase, k = phase_at(phases, step)
+        lr = schedule.warmup_cosine(k, phase["steps"], phase["lr"], phase["end_lr"], phase["warmup_steps"])
+        for group in opt_g.param_groups:
+            group["lr"] = lr
+        for group in opt_d.param_groups:
+            group["lr"] = lr * tok["discriminator"]["lr_scale"]
+        x = x.to(d.device, non_blocking=True).float() / 255
+        autocast = torch.autocast(d.device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext()
+
+        with autocast:
+            outputs = ddp_model(x)
+            recon = outputs["image"]
+            terms = {"recon": F.mse_loss(recon.float(), x)}
+            if stage == 1:
+                terms["commitment"] = outputs["commitment"]
+                terms["codebook"] = outputs["codebook"]
+                if outputs["aux"] is not None:
+                    terms["aux"] = F.mse_loss(outputs["aux"].float(), prefix_target(x, cfg))
+            if phase["perceptual_weight"] > 0:
+                terms["perceptual"] = perceptual.logits_mse(recon, x)
+                weights["perceptual"] = phase["perceptual_weight"]
+            if phase["lpips_weight"] > 0:
+                terms["lpips"] = perceptual.lpips(recon, x)
+                weights["lpips"] = phase["lpips_weight"]
+            if phase["gan_weight"] > 0:  # through the bare module: D's own update below is the DDP-synced one
+                terms["gan_g"] = losses.generator_adv_loss(disc(recon))
+                weights["gan_g"] = phase["gan_weight"]
+            loss = sum(weights[name] * value for name, value in terms.items())
+
+        opt_g.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt_g)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tok["optimizer"]["grad_clip"])
+        scaler.step(opt_g)
+        scaler.update()
+        if stage == 1 and tok["quantizer"]["revival"]:
+            model.quantizer.revive(outputs["z"].detach().float())
+
+        if phase["gan_weight"] > 0:
+            opt_d.zero_grad(set_to_none=True)
+            with autocast:
+                # one forward for real and fake: DDP allows a single forward per backward (GroupNorm is per sample)
+                real, fake = ddp_disc(torch.cat([x, recon.detach().to(x.dtype)])).chunk(2)
+                terms["gan_d"] = losses.hinge_d_loss(real, fake)
+            scaler.scale(terms["gan_d"]).backward()
+            scaler.unscale_(opt_d)
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), tok["optimizer"]["grad_clip"])
+            scaler.step(opt_d)
+            scaler.update()
+
+        step += 1
+        images_since += x.shape[0] * d.world_size
+        bar.update(1)
+        if d.is_main and (step % tr["log_every"] == 0 or step == total_steps):
+            seconds = time.perf_counter() - tick
+            record = {"step": step, "stage": stage, "phase": phase["name"], "lr": lr, "loss": loss.item(),
+                      "grad_norm": grad_norm.item(), "images_per_s": images_since / seconds,
+                      **{name: value.item() for name, value in terms.items()}}
+            if stage == 1:
+                record.update(model.quantizer.usage_stats())
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{loss.item():.4f}", phase=phase["name"])
+            tick, images_since = time.perf_counter(), 0
+        if step % tr["checkpoint_every"] == 0 or step == total_steps:
+            _save_progress(ckpt_path, d, model, disc, opt_g, opt_d, scaler, step, run_hash)
+    bar.close()
+
+    summary = {"stage": stage, "steps": total_steps, "phases": [ph["name"] for ph in phases]}
+    if d.is_main:
+        final = {"format": FORMAT, "kind": "tokenizer", "stage": stage, "config": asdict(cfg),
+                 "model": model.state_dict(), "params_hash": run_hash, "steps": total_steps,
+                 "phases_from": phases_from or stage}
+        checkpoint.save(out, final)
+        atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+    distributed.teardown()
+    return summary
+
+
+def _save_progress(path, d, model, disc, opt_g, opt_d, scaler, step, run_hash) -> None:
+    """Rank 0 writes; every rank's RNG state is gathered so each resumes its own stream."""
+    states = [checkpoint.rng_state()]
+    if d.world_size > 1:
+        states = [None] * d.world_size
+        torch.distributed.all_gather_object(states, checkpoint.rng_state())
+    if d.is_main:
+        checkpoint.save(path, {"format": FORMAT, "kind": "tokenizer-train", "step": step, "params_hash": run_hash,
+                               "model": model.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                               "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "rng": states})
+    distributed.barrier()
+
+
+def checkpoint_digest(path) -> str | None:
+    """Identify an init checkpoint by content, so a changed stage-1 result invalidates stage-2 progress."""
+    if path is None:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]

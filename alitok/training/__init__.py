@@ -1,0 +1,1 @@
+"""Machinery shared by every training stage: distributed setup, exact-resume checkpoints, schedules."""

@@ -1,0 +1,61 @@
+"""Self-describing checkpoints that resume exactly: weights, optimizers, scaler, data position, RNG states.
+
+A resume must continue the very run that wrote the checkpoint, so each one records the hash of the params
+it was trained with; a checkpoint from other params is refused instead of silently mixed in.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alitok import atomic
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used as asked; the message names the file."""
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | Path, payload: dict) -> None:
+    atomic.torch_save(path, payload)
+
+
+def load(path: str | Path, *, kind: str | None = None, params_hash: str | None = None) -> dict:
+    """Load a checkpoint; refuse a corrupt file, a different kind, or one trained with other params."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); delete it to start over") from e
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is not an alitok checkpoint (no 'format' key)")
+    if kind is not None and ckpt.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {path} holds a {ckpt.get('kind')!r}, expected {kind!r}")
+    if params_hash is not None and ckpt.get("params_hash") != params_hash:
+        raise CheckpointError(
+            f"checkpoint {path} was written with different params (hash {ckpt.get('params_hash')}, now {params_hash}); "
+            "refusing to resume. Restore the old params, or delete the checkpoint directory to start over"
+        )
+    return ckpt
