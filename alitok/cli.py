@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def manifests(p: argparse.ArgumentParser, *splits: str) -> None:
+        """The data-prep outputs a stage reads: manifests of the given splits and dataset.json."""
+        helps = {"train": "train manifest (CSV)", "val": "held-out manifest (CSV)"}
+        for split in splits:
+            p.add_argument(f"--{split}", type=Path, required=True, help=helps[split])
+        p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+
     add("params", cmd_params, "print the resolved, validated params of a profile")
 
     p = add("make-dataset", cmd_make_dataset, "generate the embedded dataset (ImageFolder tree of PNGs)")
@@ -121,17 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True, help="where train.csv, val.csv, dataset.json, report.json go")
 
     p = add("train-classifier", cmd_train_classifier, "train the domain classifier (evaluation features only)")
-    p.add_argument("--train", type=Path, required=True, help="train manifest (CSV)")
-    p.add_argument("--val", type=Path, required=True, help="held-out manifest (CSV)")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    manifests(p, "train", "val")
     p.add_argument("--out-dir", type=Path, required=True, help="where model.pt, metrics.json and plots go")
     p.add_argument("--section", default="classifier", choices=["classifier", "perceptual_net"],
                    help="params section: the domain classifier, or the smoke perceptual-loss network")
 
     p = add("train-tokenizer", cmd_train_tokenizer, "train one tokenizer stage through its phases (resumable, DDP)")
     p.add_argument("--stage", type=int, choices=[1, 2], required=True)
-    p.add_argument("--train", type=Path, required=True, help="train manifest (CSV)")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    manifests(p, "train")
     p.add_argument("--init", type=Path, default=None, help="tokenizer checkpoint to start from (stage 2: the stage-1 result)")
     p.add_argument("--perceptual-net", type=Path, default=None, help="smoke perceptual network (model.pt)")
     p.add_argument("--phases-from", type=int, choices=[1, 2], default=None,
@@ -142,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("eval-tokenizer", cmd_eval_tokenizer, "held-out PSNR, SSIM, rFID and a reconstruction grid")
     p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
-    p.add_argument("--val", type=Path, required=True, help="held-out manifest (CSV)")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    manifests(p, "val")
     p.add_argument("--classifier", type=Path, required=True, help="domain classifier (rFID features)")
     p.add_argument("--out-metrics", type=Path, required=True)
     p.add_argument("--out-grid", type=Path, required=True)
