@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,15 @@ from pathlib import Path
 
 class OutputError(RuntimeError):
     """An output cannot be written (unwritable location, disk full); names the path."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Content hash of a file, read in blocks: identifies inputs (weights, init checkpoints) by content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _prepare_parent(path: Path) -> None:

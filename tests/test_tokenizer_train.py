@@ -1,7 +1,6 @@
 """Tokenizer training: every loss term runs, exact kill-and-resume, refused mismatched resume, DDP == 1 process."""
 
 import json
-import os
 import random
 import signal
 import subprocess

@@ -8,13 +8,14 @@ register_feature_extractor and FEATURE_EXTRACTORS_REGISTRY (pinned in requiremen
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from alitok.atomic import sha256_file
 
 EXTRACTOR_NAME = "alitok-domain-classifier"
 KEY_FID = "frechet_inception_distance"  # torch-fidelity's result key, whatever the extractor
@@ -98,11 +99,7 @@ class TensorImages(Dataset):
 
 def file_digest(path, length: int = 16) -> str:
     """Short sha256 of a file: torch-fidelity's cache key ignores extractor weights, so cache names carry it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:length]
+    return sha256_file(path)[:length]
 
 
 def rfid(real_uint8: torch.Tensor, fake_uint8: torch.Tensor, classifier_path, cache_root=None,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
-import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image

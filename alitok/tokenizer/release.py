@@ -8,7 +8,6 @@ alitok-release-checkpoints.md; the forward computation that makes them mean the 
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from dataclasses import asdict
@@ -121,14 +120,6 @@ def map_release_state(state: dict, cfg: TokenizerConfig, source: str = "AliTok.p
             for theirs, ours in table.items()}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _torch_load(path: Path, what: str):
     if not path.is_file():
         raise ReleaseError(f"{path.name}: {what} {path} does not exist")
@@ -162,7 +153,7 @@ def import_release(src_path, out_path, cfg: TokenizerConfig | None = None) -> di
         raise ReleaseError(f"{src_path.name}: nothing in the release fills {unfilled[0]}")
     model.load_state_dict({**mapped, "quantizer.usage": torch.zeros(cfg.codebook_size)}, strict=True, assign=True)
 
-    sha = _sha256(src_path)
+    sha = atomic.sha256_file(src_path)
     atomic.torch_save(out_path, {"format": FORMAT, "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
                                  "model": model.state_dict(), "source": {"file": src_path.name, "sha256": sha}})
     return {"out": str(out_path), "source": src_path.name, "sha256": sha, "tensors": len(mapped),

@@ -225,12 +225,4 @@ def _save_progress(path, d, model, disc, opt_g, opt_d, scaler, step, run_hash) -
 
 def checkpoint_digest(path) -> str | None:
     """Identify an init checkpoint by content, so a changed stage-1 result invalidates stage-2 progress."""
-    if path is None:
-        return None
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return None if path is None else atomic.sha256_file(path)[:16]
