@@ -22,6 +22,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/tokens.smk"
+include: "workflow/rules/generator.smk"
 
 
 rule all:

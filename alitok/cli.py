@@ -24,8 +24,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
                                          NotADirectoryError]
     from alitok.data.imagefolder import DataError
     from alitok.tokenizer.release import ReleaseError
+    from alitok.tokens.store import TokenStoreError
 
-    return tuple(errors + [DataError, ReleaseError])
+    return tuple(errors + [DataError, ReleaseError, TokenStoreError])
 
 
 def _params(args) -> dict:
@@ -99,6 +100,41 @@ def cmd_import_tokenizer(args) -> None:
     log.info("imported %s -> %s: %s", args.source, args.out, info)
 
 
+def cmd_extract_tokens(args) -> None:
+    from alitok.tokens import extract
+
+    t = _params(args)["tokens"]
+    summary = extract.run(tokenizer_path=args.tokenizer, split_csv=args.manifest, dataset_json=args.dataset,
+                          out_dir=args.out_dir, work_dir=args.work_dir, ten_crop=t["ten_crop"] and args.split == "train",
+                          crop_scale=t["crop_scale"], shard_images=t["shard_images"], batch=t["batch"],
+                          workers=t["workers"])
+    log.info("%s tokens: %d images x %d crops x %d codes in %d shards -> %s", args.split, summary["images"],
+             summary["crops"], summary["seq_len"], len(summary["shards"]), args.out_dir)
+
+
+def cmd_train_generator(args) -> None:
+    from alitok.generator import train
+
+    summary = train.run(_params(args), scale=args.scale, train_dir=args.train_tokens, val_dir=args.val_tokens,
+                        work_dir=args.work_dir, out=args.out, log_out=args.log_out)
+    log.info("generator %s trained: %s", args.scale, summary)
+
+
+def cmd_sample(args) -> None:
+    from alitok.generator import sample
+
+    summary = sample.run(_params(args), scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
+                         work_dir=args.work_dir, out_archive=args.out_archive, out_grid=args.out_grid)
+    log.info("sampled: %s", summary)
+
+
+def cmd_import_generator(args) -> None:
+    from alitok.generator import release
+
+    info = release.import_release(args.source, args.out, size=args.size)
+    log.info("imported %s -> %s: %s", args.source, args.out, info)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alitok", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
@@ -158,9 +194,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", type=Path, required=True, help="continued-stage-1 metrics JSON")
     p.add_argument("--out", type=Path, required=True, help="comparison (markdown)")
 
+    p = add("extract-tokens", cmd_extract_tokens, "encode a split with the final tokenizer into uint16 token shards")
+    p.add_argument("--tokenizer", type=Path, required=True, help="final tokenizer checkpoint")
+    p.add_argument("--split", choices=["train", "val"], required=True, help="train gets the ten crops if tokens.ten_crop")
+    p.add_argument("--manifest", type=Path, required=True, help="the split's manifest (CSV)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    p.add_argument("--work-dir", type=Path, required=True, help="finished shards so far (resume from here)")
+    p.add_argument("--out-dir", type=Path, required=True, help="manifest.json and shards")
+
+    p = add("train-generator", cmd_train_generator, "train the AR generator of one scale on extracted tokens (resumable, DDP)")
+    p.add_argument("--scale", required=True, help="a key of generator.scales in params")
+    p.add_argument("--train-tokens", type=Path, required=True, help="train token directory (extract-tokens)")
+    p.add_argument("--val-tokens", type=Path, required=True, help="held-out token directory (extract-tokens)")
+    p.add_argument("--work-dir", type=Path, required=True, help="in-progress checkpoints and log (resume from here)")
+    p.add_argument("--out", type=Path, required=True, help="final generator checkpoint")
+    p.add_argument("--log-out", type=Path, required=True, help="per-step training log (JSON lines)")
+
+    p = add("sample", cmd_sample, "class-conditional samples of one generator: ADM archive (npz) and a per-class grid")
+    p.add_argument("--scale", required=True, help="a key of generator.scales (its guidance and seed)")
+    p.add_argument("--generator", type=Path, required=True, help="generator checkpoint (trained or imported)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint that decodes its codes")
+    p.add_argument("--work-dir", type=Path, required=True, help="per-process blocks in progress (resume from here)")
+    p.add_argument("--out-archive", type=Path, required=True, help="samples.npz: arr_0 uint8 NHWC images, arr_1 labels")
+    p.add_argument("--out-grid", type=Path, required=True, help="per-class sample grid (PNG)")
+
     p = add("import-tokenizer", cmd_import_tokenizer, "convert the released AliTok.pth into this project's format")
     p.add_argument("source", type=Path, help="the released stage-2 tokenizer file (AliTok.pth)")
     p.add_argument("--out", type=Path, required=True, help="project tokenizer checkpoint to write")
+    p = add("import-generator", cmd_import_generator, "convert a released alitok_{b,l,xl}.bin into this project's format")
+    p.add_argument("source", type=Path, help="the released generator file (alitok_b.bin, alitok_l.bin or alitok_xl.bin)")
+    p.add_argument("--out", type=Path, required=True, help="project generator checkpoint to write")
+    p.add_argument("--size", choices=["B", "L", "XL"], default=None, help="default: recognised from the tensor shapes")
     return parser
 
 

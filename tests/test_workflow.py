@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import edit_params, run
@@ -61,6 +62,13 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
         assert (out / "tokenizer" / f"{variant}_recon.png").stat().st_size > 0
         assert json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())["stage"] in (1, 2)
     assert "| stage 2 |" in (out / "tokenizer" / "stage_comparison.md").read_text()
+    train_tokens = json.loads((out / "tokens" / "train" / "manifest.json").read_text())
+    assert train_tokens["crops"] == 10 and train_tokens["images"] == 240
+    assert json.loads((out / "tokens" / "val" / "manifest.json").read_text())["crops"] == 1
+    assert len((out / "generator" / "S" / "log.jsonl").read_text().splitlines()) > 0
+    with np.load(out / "generator" / "S" / "samples.npz") as z:
+        assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_1"].shape == (20,)
+    assert (out / "generator" / "S" / "samples_grid.png").stat().st_size > 0
     again = run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -75,6 +83,15 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert jobs.get("train_tokenizer_stage2") == 1 and jobs.get("train_tokenizer_stage1_continued") == 1
     assert "train_tokenizer_stage1" not in jobs
+
+    # A sampling change resamples; a generator optimizer change retrains the generator; neither re-extracts.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=2))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=4))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("sample_generator") == 1 and "train_generator" not in jobs and "extract_tokens" not in jobs
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"].setdefault("optimizer", {}).update(lr=5e-4))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("train_generator") == 1 and jobs.get("sample_generator") == 1 and "extract_tokens" not in jobs
 
 
 def _seconds(benchmark_tsv) -> float:
@@ -101,3 +118,7 @@ def test_smoke_pipeline(project):
         assert m["num_images"] == len(json.loads((out / "data" / "dataset.json").read_text())["classes"]) * 60
         assert m["psnr"] > 0 and m["rfid"] >= 0
     assert "stage 1 continued (control)" in (out / "tokenizer" / "stage_comparison.md").read_text()
+    log = [json.loads(line) for line in (out / "generator" / "S" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_loss"] < log[0]["loss"]  # held-out next-token loss fell during training
+    with np.load(out / "generator" / "S" / "samples.npz") as z:
+        assert z["arr_0"].shape[1:] == (64, 64, 3) and len(z["arr_0"]) == len(z["arr_1"])

@@ -44,4 +44,10 @@ def train_loader(dataset: TrainImages, *, start_step: int, total_steps: int, glo
     """Batches for steps start_step..total_steps-1 of this rank, in order."""
     keys = [batch_keys(s, global_batch, len(dataset), seed, rank, world) for s in range(start_step, total_steps)]
     return DataLoader(dataset, batch_sampler=keys, num_workers=workers, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available())
+                      pin_memory=torch.cuda.is_available(), generator=own_generator(seed))
+
+
+def own_generator(seed: int) -> torch.Generator:
+    """A DataLoader draws a base seed from its generator each time it is iterated: with the global one, a resumed
+    run's RNG stream (dropout) would shift by one draw. Items here are keyed by position, so no draw matters."""
+    return torch.Generator().manual_seed(seed)

@@ -65,13 +65,6 @@ def _perceptual(tok: dict, phases: list[dict], perceptual_net) -> losses.Percept
                                  domain_checkpoint=perceptual_net, section="tokenizer.perceptual")
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint: those steps are about to be redone."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        atomic.write_text(path, "".join(k + "\n" for k in keep))
-
-
 def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out, init=None, perceptual_net=None,
         phases_from: int | None = None) -> dict:
     """Train one tokenizer stage (or the stage-1 control with `phases_from=2`) and write `out` and `log_out`."""
@@ -116,7 +109,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         checkpoint.set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
         step = ck["step"]
         if d.is_main:
-            _truncate_log(log_path, step)
+            checkpoint.truncate_log(log_path, step)
             log.info("resuming stage %d from %s at step %d/%d", stage, ckpt_path, step, total_steps)
 
     ddp_model = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)

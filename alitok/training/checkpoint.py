@@ -6,6 +6,7 @@ it was trained with; a checkpoint from other params is refused instead of silent
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 import zipfile
@@ -34,6 +35,13 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop JSON-lines log records past a resumed checkpoint's step: those steps are about to be redone."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic.write_text(path, "".join(k + "\n" for k in keep))
 
 
 def save(path: str | Path, payload: dict) -> None:

@@ -1,0 +1,61 @@
+"""Sample archives in the ADM layout (`arr_0`: uint8 (N, H, W, 3) images, `arr_1`: int64 labels), streamed.
+
+50,000 images at 256 px are ~10 GB, so nothing holds them in memory: each process fills its own memory-mapped
+block in a work directory (resumable), and the archive is then written by streaming those blocks, in sample
+order, into an uncompressed zip entry, the way `np.savez` lays it out. The file appears by rename when done.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from alitok import atomic
+
+CHUNK = 256  # images copied per write while streaming
+
+
+def released_labels(n: int, num_classes: int, world: int, batch: int) -> np.ndarray:
+    """Label of each file index k as the released sampler lays them out (alitok-numerics.md §3): rank r takes
+    the contiguous slice r·S..(r+1)·S of [0..C−1]*, S = n/world, in batches; sample i of iteration `it` on rank r
+    is file k = it·batch·world + i·world + r."""
+    if n % (batch * world):
+        raise ValueError(f"the released label layout needs num_samples ({n}) divisible by batch x world ({batch} x {world})")
+    k = np.arange(n)
+    r, i, it = k % world, (k // world) % batch, k // (batch * world)
+    return (r * (n // world) + it * batch + i) % num_classes
+
+
+def sample_labels(n: int, num_classes: int, layout: dict) -> np.ndarray:
+    if layout["layout"] == "released":
+        return released_labels(n, num_classes, layout["world"], layout["batch"])
+    return np.arange(n) % num_classes  # cyclic
+
+
+def to_uint8(x, mode: str):
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8. `truncate` is the released sampler's cast."""
+    import torch
+
+    x = x.clamp(0, 1) * 255
+    if mode == "round":
+        x = x.round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_npz(out, blocks: list[Path], labels: np.ndarray) -> None:
+    """Stream the .npy blocks (in order) into `out` as arr_0, then the labels as arr_1."""
+    arrays = [np.load(b, mmap_mode="r") for b in blocks]
+    n = sum(len(a) for a in arrays)
+    if n != len(labels):
+        raise ValueError(f"{n} images but {len(labels)} labels")
+    shape = (n,) + arrays[0].shape[1:]
+    with atomic.atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zf.open("arr_0.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            for a in arrays:
+                for s in range(0, len(a), CHUNK):
+                    f.write(np.ascontiguousarray(a[s : s + CHUNK]).tobytes())
+        with zf.open("arr_1.npy", "w") as f:
+            np.lib.format.write_array(f, labels.astype(np.int64), allow_pickle=False)

@@ -1,0 +1,37 @@
+"""Params -> GeneratorConfig: architecture from `generator.scales`, geometry from the tokenizer's config."""
+
+from __future__ import annotations
+
+from alitok.config import ParamsError
+from alitok.models.generator import GeneratorConfig
+from alitok.tokenizer.train import model_config as tokenizer_config
+
+
+def model_config(p: dict, scale: str, num_classes: int) -> GeneratorConfig:
+    """The generator of `scale`; the class count is the dataset's (dataset.json), known after the data stage."""
+    scales = p["generator"]["scales"]
+    if scale not in scales:
+        raise ParamsError(f"generator scale {scale!r} is not in params generator.scales ({', '.join(scales)})")
+    s, drop, tok = scales[scale], p["generator"]["dropout"], tokenizer_config(p)
+    geometry = {"vocab_size": tok.codebook_size, "num_prefix": tok.num_prefix, "grid": tok.grid,
+                "num_classes": num_classes, "dropout": drop["residual"], "attn_dropout": drop["attention"],
+                "token_dropout": drop["token"]}
+    if "size" in s:
+        return GeneratorConfig.named(s["arch"], s["size"], **geometry)
+    return GeneratorConfig(arch=s["arch"], width=s["width"], depth=s["depth"], heads=s["heads"], **geometry)
+
+
+def embedded_classes(p: dict) -> int | None:
+    """Class count known from params alone (the embedded dataset); None for an ImageFolder tree."""
+    return p["data"]["embedded"]["num_classes"] if p["data"]["source"] == "embedded" else None
+
+
+SAMPLING_KEYS = ("guidance", "guidance_power", "sample_seed")
+
+
+def training_section(p: dict, scale: str) -> dict:
+    """What training reads, and so what identifies a training run (rerun trigger, resume hash): not the
+    sampling section nor a scale's sampling fields, so resampling never retrains."""
+    g = p["generator"]
+    return {k: g[k] for k in ("dropout", "optimizer", "training")} | {
+        "scale": {k: v for k, v in g["scales"][scale].items() if k not in SAMPLING_KEYS}}

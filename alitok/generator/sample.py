@@ -1,0 +1,103 @@
+"""Sampling stage: class-conditional samples of one generator, decoded by the tokenizer, as an ADM archive and
+a per-class grid.
+
+Sample k has label `labels[k]` (the released layout in the paper profiles) and its own noise stream keyed by
+(seed, k) (alitok/generator/sampling.py), so the archive is the same for any batch size or process count.
+Under torchrun rank r generates the contiguous block r·n/W..(r+1)·n/W into a memory-mapped .npy in the work
+directory, recording finished batches; a killed run resumes at the first unfinished batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from alitok import atomic
+from alitok.generator.archive import sample_labels, to_uint8, write_npz
+from alitok.generator.release import load_generator
+from alitok.generator.sampling import generate
+from alitok.tokenizer.release import load_tokenizer
+from alitok.training import distributed
+
+log = logging.getLogger("alitok.generator")
+
+
+def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_archive, out_grid) -> dict:
+    d = distributed.setup()
+    s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
+    model = load_generator(generator_path).to(d.device)
+    tokenizer = load_tokenizer(tokenizer_path).to(d.device)
+    cfg, size = model.config, tokenizer.config.image_size
+    if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
+        raise ValueError(f"generator {generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, tokenizer "
+                         f"{tokenizer_path} decodes {tokenizer.config.seq_len} over {tokenizer.config.codebook_size}")
+    n = s["num_samples"]
+    labels = sample_labels(n, cfg.num_classes, s["labels"])
+    if n % d.world_size:
+        raise ValueError(f"generator.sampling.num_samples {n} is not divisible by {d.world_size} processes")
+    per = n // d.world_size
+    lo, hi = d.rank * per, (d.rank + 1) * per
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    key = {"generator": atomic.sha256_file(generator_path), "tokenizer": atomic.sha256_file(tokenizer_path),
+           "sampling": s, "scale": sc, "world": d.world_size}
+    block, progress = work_dir / f"block-{d.rank:03d}.npy", work_dir / f"progress-{d.rank:03d}.json"
+    done = 0
+    if progress.exists() and block.exists():
+        state = json.loads(progress.read_text())
+        if state["key"] == key:
+            done = state["done"]
+    images = np.lib.format.open_memmap(block, mode="r+" if done else "w+", dtype=np.uint8, shape=(per, size, size, 3))
+
+    bar = tqdm(total=per, initial=done, desc=f"sample {scale}", unit="img", file=sys.stderr, disable=not d.is_main)
+    for start in range(lo + done, hi, s["batch"]):
+        stop = min(start + s["batch"], hi)
+        codes = generate(model, torch.as_tensor(labels[start:stop], device=d.device),
+                         torch.arange(start, stop, device=d.device), seed=sc["sample_seed"],
+                         guidance=sc["guidance"], power=sc["guidance_power"], temperature=s["temperature"],
+                         top_k=s["top_k"], top_p=s["top_p"])
+        with torch.no_grad():
+            images[start - lo : stop - lo] = to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])
+        images.flush()
+        atomic.write_json(progress, {"key": key, "done": stop - lo})
+        bar.update(stop - start)
+    bar.close()
+    del images
+    distributed.barrier()
+
+    if d.is_main:
+        blocks = [work_dir / f"block-{r:03d}.npy" for r in range(d.world_size)]
+        write_npz(out_archive, blocks, labels)
+        write_grid(out_grid, blocks, labels, cfg.num_classes, s["grid_per_class"], s["grid_classes"])
+        for f in work_dir.glob("*"):
+            f.unlink()
+    distributed.teardown()
+    return {"scale": scale, "num_samples": n, "world_size": d.world_size}
+
+
+def write_grid(out, blocks: list[Path], labels: np.ndarray, num_classes: int, per_class: int, classes: int) -> None:
+    """One row per class (the first `classes`), its first `per_class` samples left to right."""
+    from PIL import Image
+
+    arrays = [np.load(b, mmap_mode="r") for b in blocks]
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+
+    def image(k):
+        r = int(np.searchsorted(offsets, k, side="right") - 1)
+        return arrays[r][k - offsets[r]]
+
+    rows = []
+    for c in range(min(classes, num_classes)):
+        ks = np.flatnonzero(labels == c)[:per_class]
+        if len(ks) == 0:
+            continue
+        row = [image(k) for k in ks] + [np.zeros_like(image(ks[0]))] * (per_class - len(ks))
+        rows.append(np.concatenate(row, axis=1))
+    with atomic.atomic_path(out) as tmp:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")

@@ -1,0 +1,101 @@
+"""Class-conditional sampling: KV cache, classifier-free guidance schedules, temperature / top-k / top-p.
+
+Reproducible whatever the hardware split: sample i's randomness is a counter-based hash of
+(seed, i, step, code), turned into Gumbel noise, and the token is argmax(logits/τ + noise) (Gumbel-max is
+exact multinomial sampling). No RNG state is shared between samples, so the tokens do not depend on the batch
+size, on how samples are spread over GPUs, or on the order batches run in. Imports only torch and the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from alitok.models.generator import Generator, KVCache
+
+_MASK32 = 0xFFFFFFFF
+
+
+def guidance_scale(step: int, total: int, scale: float, power: float | None) -> float:
+    """w(step): constant `scale` when power is None; else the release's cosine-power ramp from 1 to ≈scale,
+    w = 1 + (scale − 1)·(1 − cos(π·(step/total)^power))/2, computed in fp32 (alitok-numerics.md §2.7)."""
+    if power is None:
+        return float(scale)
+    t = torch.tensor(step / total, dtype=torch.float32)
+    return float((scale - 1) * 0.5 * (1 - torch.cos(math.pi * t**power)) + 1)
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer on int64 tensors; multipliers < 2^31 keep every product below 2^63."""
+    x = x & _MASK32
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _MASK32
+    x = ((x ^ (x >> 15)) * 0x46CA68B5) & _MASK32
+    return x ^ (x >> 16)
+
+
+def sample_uniform(seed: int, sample_ids: torch.Tensor, step: int, n: int) -> torch.Tensor:
+    """(B, n) uniforms in (0, 1), a pure function of (seed, sample id, step, column): identical on any device."""
+    col = torch.arange(n, device=sample_ids.device, dtype=torch.int64)
+    h = _hash32(torch.tensor(seed, dtype=torch.int64, device=sample_ids.device) + 0x9E3779B9)
+    h = _hash32(h ^ sample_ids.to(torch.int64)[:, None])
+    h = _hash32(h + step * 0x85EBCA6B)
+    h = _hash32(h ^ col[None, :])
+    return (h.double() + 0.5) / 2.0**32
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Keep the top_k largest (0: all) and the smallest set whose probability reaches top_p (1.0: all)."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep each token whose preceding mass is < top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return logits
+
+
+def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Gumbel-max draw from softmax(logits/τ); τ = 0 is greedy."""
+    logits = logits.double()
+    if temperature == 0:
+        return logits.argmax(-1)
+    return (logits / temperature - torch.log(-torch.log(uniforms))).argmax(-1)
+
+
+@torch.no_grad()
+def generate(model: Generator, labels: torch.Tensor, sample_ids: torch.Tensor, *, seed: int, guidance: float = 1.0,
+             power: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             kv_cache: bool = True) -> torch.Tensor:
+    """Codes (B, seq_len) for class `labels` (B,); `sample_ids` (B,) are the samples' global indices.
+
+    Guidance runs [cond ; uncond] as one batch and mixes logits u + w·(c − u) when the scale is not 1 at
+    some step; without the cache every step recomputes the whole prefix (the reference the cache is tested
+    against, and the baseline of the sampling benchmark).
+    """
+    cfg = model.config
+    model.eval()
+    B, T = labels.shape[0], cfg.seq_len
+    guided = guidance != 1.0
+    lab = torch.cat([labels, torch.full_like(labels, cfg.null_class)]) if guided else labels
+    param = next(model.parameters())
+    cache = KVCache(cfg, lab.shape[0], T, param.device, param.dtype) if kv_cache else None
+    codes = torch.empty(B, 0, dtype=torch.long, device=labels.device)
+    for t in range(T):
+        if cache is not None:
+            last = codes[:, -1:].repeat(2 if guided else 1, 1) if t else None
+            logits = model.step(last, None if t else lab, cache)
+        else:
+            ids = codes.repeat(2 if guided else 1, 1)
+            logits = model(lab, F.pad(ids, (0, 1)))[:, -1]  # the padded last code is never read
+        logits = logits.float()
+        if guided:
+            cond, uncond = logits.chunk(2)
+            logits = uncond + (cond - uncond) * guidance_scale(t, T, guidance, power)
+        logits = filter_logits(logits, top_k, top_p)
+        nxt = pick(logits, sample_uniform(seed, sample_ids, t, logits.shape[-1]), temperature)
+        codes = torch.cat([codes, nxt[:, None]], dim=1)
+    return codes

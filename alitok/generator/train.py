@@ -1,0 +1,191 @@
+"""AR generator training on extracted tokens: next-token cross-entropy, one run per scale.
+
+AdamW (no decay on norms, biases and embedding tables), linear warm-up then cosine to a floor, gradient
+clipping, bf16 autocast on GPU, DDP under torchrun. `global_batch` is the param; the per-device batch and
+the number of accumulation steps follow from it, the world size and the scale's `micro_batch` cap, so a
+run has the same optimisation whatever hardware it lands on. Checkpoints are atomic, self-describing and
+live in a work directory outside the rule's outputs; a rerun resumes exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from alitok import atomic
+from alitok.config import section_hash
+from alitok.generator.config import model_config, training_section
+from alitok.generator.release import FORMAT
+from alitok.models.generator import Generator
+from alitok.data.loader import own_generator
+from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
+from alitok.training import checkpoint, distributed, schedule
+
+log = logging.getLogger("alitok.generator")
+
+
+def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, int]:
+    """(per-device batch per forward, accumulation steps) with per_device·accum·world == global_batch."""
+    if global_batch % world:
+        raise ValueError(f"generator global_batch {global_batch} is not divisible by {world} processes")
+    local = global_batch // world
+    accum = math.ceil(local / micro_batch)
+    while local % accum:
+        accum += 1
+    return local // accum, accum
+
+
+def optimizer(model: Generator, opt: dict) -> torch.optim.AdamW:
+    """No weight decay on norms, biases and the embedding tables (alitok.md §2.3)."""
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decay = [q for q in model.parameters() if q.dim() >= 2 and id(q) not in tables]
+    rest = [q for q in model.parameters() if q.dim() < 2 or id(q) in tables]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": opt["weight_decay"]},
+                              {"params": rest, "weight_decay": 0.0}], lr=0.0, betas=tuple(opt["betas"]))
+
+
+def next_token_stats(logits: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy ("AR Acc." of the ablations) over every position."""
+    logits = logits.float().flatten(0, 1)
+    target = codes.flatten()
+    return F.cross_entropy(logits, target), (logits.argmax(-1) == target).float().mean()
+
+
+def held_out_batches(val: TokenShards, batch: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `count` batches of held-out (labels, codes), centre crop, no label dropout: a fixed set."""
+    n = min(len(val), batch * count)
+    items = [val[i] for i in range(n)]
+    return [(torch.tensor([lab for _, lab in items[s : s + batch]]),
+             torch.stack([torch.from_numpy(c[0].astype("int64")) for c, _ in items[s : s + batch]]))
+            for s in range(0, n, batch)]
+
+
+@torch.no_grad()
+def evaluate(model, batches, device, autocast) -> dict:
+    model.eval()
+    loss = acc = 0.0
+    for labels, codes in batches:
+        with autocast():
+            l, a = next_token_stats(model(labels.to(device), codes.to(device)), codes.to(device))
+        loss, acc = loss + l.item(), acc + a.item()
+    model.train()
+    return {"val_loss": loss / len(batches), "val_acc": acc / len(batches)}
+
+
+def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> dict:
+    d = distributed.setup()
+    g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
+    sc = g["scales"][scale]
+    train = TokenShards(train_dir)
+    val = TokenShards(val_dir)
+    cfg = model_config(p, scale, train.info["num_classes"])
+    if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, cfg.vocab_size):
+        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
+                         f"the generator expects {cfg.seq_len} over {cfg.vocab_size}: re-extract them")
+    per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
+    total = sc["steps"]
+    work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
+    if d.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info})
+
+    torch.manual_seed(tr["seed"])
+    model = Generator(cfg).to(d.device)
+    opt = optimizer(model, opt_p)
+    use_amp = d.device.type == "cuda" and tr["precision"] == "bf16"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+    step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
+    if ckpt_path.exists():
+        ck = checkpoint.load(ckpt_path, kind="generator-train", params_hash=run_hash)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        checkpoint.set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
+        step = ck["step"]
+        if d.is_main:
+            checkpoint.truncate_log(log_path, step)
+            log.info("resuming generator %s from %s at step %d/%d", scale, ckpt_path, step, total)
+    ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
+
+    data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class)
+    n = len(data)
+    keys = [[(int(pos), int(idx)) for pos, idx in
+             zip(chunk, schedule.sample_index(chunk, n, tr["seed"]))]
+            for s in range(step, total)
+            for chunk in schedule.local_positions(s, tr["global_batch"], d.rank, d.world_size).reshape(accum, per_device)]
+    loader = DataLoader(data, batch_sampler=keys, num_workers=tr["workers"], pin_memory=d.device.type == "cuda",
+                        generator=own_generator(tr["seed"]))
+    val_batches = held_out_batches(val, per_device, tr["eval_batches"])
+
+    bar = tqdm(total=total, initial=step, desc=f"generator {scale}", unit="step", file=sys.stderr, disable=not d.is_main)
+    tick, tokens_since = time.perf_counter(), 0
+    batches = iter(loader)
+    model.train()
+    while step < total:
+        lr = schedule.warmup_cosine(step, total, opt_p["lr"], opt_p["end_lr"], opt_p["warmup_steps"])
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss_sum = acc_sum = 0.0
+        for micro in range(accum):
+            codes, labels = next(batches)
+            codes, labels = codes.to(d.device, non_blocking=True), labels.to(d.device, non_blocking=True)
+            sync = ddp.no_sync() if d.world_size > 1 and micro < accum - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast():
+                    loss, acc = next_token_stats(ddp(labels, codes), codes)
+                (loss / accum).backward()
+            loss_sum, acc_sum = loss_sum + loss.item() / accum, acc_sum + acc.item() / accum
+            tokens_since += codes.numel() * d.world_size
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt_p["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+
+        if step % tr["log_every"] == 0 or step % tr["eval_every"] == 0 or step == total:
+            record = {"step": step, "lr": lr, "loss": loss_sum, "acc": acc_sum, "grad_norm": grad_norm.item(),
+                      "tokens_per_s": tokens_since / (time.perf_counter() - tick)}
+            if step % tr["eval_every"] == 0 or step == total:
+                record.update(evaluate(model, val_batches, d.device, autocast))
+            if d.is_main:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{loss_sum:.3f}", acc=f"{acc_sum:.3f}")
+            tick, tokens_since = time.perf_counter(), 0
+        if step % tr["checkpoint_every"] == 0 or step == total:
+            _save_progress(ckpt_path, d, model, opt, step, run_hash)
+    bar.close()
+
+    summary = {"scale": scale, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
+               "accumulation": accum, "world_size": d.world_size}
+    if d.is_main:
+        checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
+                              "params_hash": run_hash, "steps": total, "scale": scale})
+        atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+    distributed.teardown()
+    return summary
+
+
+def _save_progress(path, d, model, opt, step, run_hash) -> None:
+    states = [checkpoint.rng_state()]
+    if d.world_size > 1:
+        states = [None] * d.world_size
+        torch.distributed.all_gather_object(states, checkpoint.rng_state())
+    if d.is_main:
+        checkpoint.save(path, {"format": "alitok-generator-train/1", "kind": "generator-train", "step": step,
+                               "params_hash": run_hash, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "rng": states})
+    distributed.barrier()

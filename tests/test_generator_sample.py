@@ -1,0 +1,109 @@
+"""Sampling stage: released label layout, streamed ADM archive, uint8 conversion, grid, resume after a kill."""
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alitok import config
+from alitok.generator import sample
+from alitok.generator.archive import released_labels, to_uint8, write_npz
+from alitok.generator.config import model_config as generator_config
+from alitok.models.generator import Generator
+from alitok.models.tokenizer import Tokenizer
+from alitok.tokenizer.train import model_config
+from conftest import REPO
+
+
+def test_released_label_layout():
+    """alitok-numerics.md §3 with W = 8: label (250r + 125·it + i) mod 1000 at file k = it·1000 + 8i + r."""
+    labels = released_labels(50000, 1000, world=8, batch=125)
+    assert labels[:6].tolist() == [0, 250, 500, 750, 0, 250]
+    assert np.bincount(labels, minlength=1000).tolist() == [50] * 1000
+    for k in (0, 7, 8, 999, 1000, 49999):
+        it, i, r = k // 1000, (k // 8) % 125, k % 8
+        assert labels[k] == (250 * r + 125 * it + i) % 1000
+    with pytest.raises(ValueError, match="divisible by batch x world"):
+        released_labels(1001, 1000, world=8, batch=125)
+
+
+def test_uint8_truncates_like_the_release():
+    x = torch.tensor([127.5, 254.997, 0.2]).div(255).view(1, 3, 1, 1)
+    assert to_uint8(x, "truncate").flatten().tolist() == [127, 254, 0]
+    assert to_uint8(x, "round").flatten().tolist() == [128, 255, 0]
+
+
+def test_archive_is_streamed_in_order(tmp_path, monkeypatch):
+    from alitok.generator import archive
+
+    monkeypatch.setattr(archive, "CHUNK", 3)  # several writes per block
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8) for n in (5, 7)]
+    blocks = []
+    for i, a in enumerate(parts):
+        np.save(tmp_path / f"b{i}.npy", a)
+        blocks.append(tmp_path / f"b{i}.npy")
+    write_npz(tmp_path / "s.npz", blocks, np.arange(12) % 3)
+    with np.load(tmp_path / "s.npz") as z:
+        assert sorted(z.files) == ["arr_0", "arr_1"]
+        assert z["arr_0"].dtype == np.uint8 and np.array_equal(z["arr_0"], np.concatenate(parts))
+        assert z["arr_1"].tolist() == [0, 1, 2] * 4
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("sample")
+    p = config.load(REPO / "params.yaml", "tiny")
+    torch.manual_seed(0)
+    tcfg = model_config(p)
+    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(tcfg),
+                "model": Tokenizer(tcfg, stage=2).state_dict()}, ws / "tok.pt")
+    gcfg = generator_config(p, "S", p["data"]["embedded"]["num_classes"])
+    gen = Generator(gcfg)
+    torch.nn.init.normal_(gen.output.weight, std=0.5)
+    torch.save({"format": "alitok-generator/1", "kind": "generator", "config": asdict(gcfg), "model": gen.state_dict()},
+               ws / "gen.pt")
+    return ws, p
+
+
+def run_sample(ws, p, name):
+    return sample.run(p, scale="S", generator_path=ws / "gen.pt", tokenizer_path=ws / "tok.pt",
+                      work_dir=ws / name / "work", out_archive=ws / name / "samples.npz", out_grid=ws / name / "grid.png")
+
+
+def test_sampling_stage_writes_archive_and_grid(models):
+    ws, p = models
+    run_sample(ws, p, "clean")
+    s = p["generator"]["sampling"]
+    with np.load(ws / "clean" / "samples.npz") as z:
+        assert z["arr_0"].shape == (s["num_samples"], 32, 32, 3)
+        assert z["arr_1"].tolist() == (np.arange(s["num_samples"]) % 10).tolist()
+        assert z["arr_0"].std() > 0
+    grid = np.asarray(Image.open(ws / "clean" / "grid.png"))
+    assert grid.shape == (10 * 32, s["grid_per_class"] * 32, 3)
+    assert not any((ws / "clean" / "work").iterdir())
+
+
+def test_killed_sampling_resumes_and_matches(models, monkeypatch):
+    ws, p = models
+    real, calls = sample.generate, []
+
+    def dies_on_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sample, "generate", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_sample(ws, p, "resumed")
+    assert not (ws / "resumed" / "samples.npz").exists()
+    calls.clear()
+    monkeypatch.setattr(sample, "generate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    run_sample(ws, p, "resumed")
+    batches = -(-p["generator"]["sampling"]["num_samples"] // p["generator"]["sampling"]["batch"])
+    assert len(calls) == batches - 1  # the finished first batch was not redone
+    with np.load(ws / "resumed" / "samples.npz") as a, np.load(ws / "clean" / "samples.npz") as b:
+        assert np.array_equal(a["arr_0"], b["arr_0"])

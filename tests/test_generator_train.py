@@ -1,0 +1,153 @@
+"""AR generator training: batch split, logs, exact kill-and-resume, accumulation and DDP equal one big batch."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from alitok import config
+from alitok.data import prepare, synthetic
+from alitok.generator.train import batch_split, optimizer
+from alitok.models.generator import Generator, GeneratorConfig
+from alitok.models.tokenizer import Tokenizer
+from alitok.tokenizer.train import model_config
+from alitok.tokens import extract
+from alitok.training import checkpoint
+from conftest import REPO, run, tool_env
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Tiny data, a random tiny tokenizer, its extracted tokens, and a params file with 20 generator steps."""
+    ws = tmp_path_factory.mktemp("gen")
+    p = config.load(REPO / "params.yaml", "tiny")
+    emb = p["data"]["embedded"]
+    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
+                            image_size=p["data"]["image_size"], train_per_class=4, val_per_class=2)
+    prepare.run(p["data"], ws / "images", ws / "data")
+    cfg = model_config(p)
+    torch.manual_seed(0)
+    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
+                "model": Tokenizer(cfg, stage=2).state_dict()}, ws / "tok.pt")
+    for split, ten in (("train", True), ("val", False)):
+        extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
+                    dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,
+                    work_dir=ws / "work_tokens" / split, ten_crop=ten, crop_scale=1.1, shard_images=16, batch=8,
+                    workers=0)
+    doc = yaml.safe_load((REPO / "params.yaml").read_text())
+    doc["profiles"]["tiny"]["generator"]["scales"]["S"].update(steps=20)
+    doc["profiles"]["tiny"]["generator"]["training"].update(checkpoint_every=3, log_every=1)
+    (ws / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return ws
+
+
+def train_cmd(ws, name, params=None, launcher=None):
+    return (launcher or ["alitok"]) + [
+        "train-generator", "--params", str(params or ws / "params.yaml"), "--profile", "tiny", "--scale", "S",
+        "--train-tokens", str(ws / "tokens" / "train"), "--val-tokens", str(ws / "tokens" / "val"),
+        "--work-dir", str(ws / name / "work"), "--out", str(ws / name / "model.pt"),
+        "--log-out", str(ws / name / "log.jsonl")]
+
+
+def final_state(ws, name) -> dict:
+    return checkpoint.load(ws / name / "model.pt", kind="generator")["model"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ws):
+    run(train_cmd(ws, "straight"), cwd=REPO)
+    return final_state(ws, "straight")
+
+
+def test_batch_split():
+    assert batch_split(2048, 16, 128) == (128, 1)  # B: 16 GPUs x 128
+    assert batch_split(2048, 8, 128) == (128, 2)  # same global batch on half the GPUs: accumulate
+    assert batch_split(16, 1, 8) == (8, 2)
+    assert batch_split(10, 1, 4) == (2, 5)  # the per-device batch divides the local batch exactly
+    with pytest.raises(ValueError, match="not divisible by 3 processes"):
+        batch_split(16, 3, 8)
+
+
+def test_no_weight_decay_on_norms_biases_and_tables():
+    model = Generator(GeneratorConfig(arch="llamagen", width=16, depth=1, heads=2, vocab_size=8, num_classes=3,
+                                      num_prefix=0, grid=2))
+    decay, rest = optimizer(model, {"weight_decay": 0.03, "betas": [0.9, 0.96]}).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in rest["params"]} == {
+        "embeddings.weight", "class_embeddings.weight", "blocks.0.norm1.weight", "blocks.0.norm2.weight", "norm.weight"}
+    assert decay["weight_decay"] == 0.03 and rest["weight_decay"] == 0.0
+
+
+def test_logs_loss_accuracy_held_out_and_throughput(ws, uninterrupted):
+    records = [json.loads(line) for line in (ws / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 21))
+    assert all(r["tokens_per_s"] > 0 and 0 <= r["acc"] <= 1 and r["loss"] > 0 for r in records)
+    held_out = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in held_out] == [6, 12, 18, 20] and all(0 <= r["val_acc"] <= 1 for r in held_out)
+    assert records[-1]["loss"] < records[0]["loss"]  # it learns something in 20 steps
+
+
+def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
+    name = "killed"
+    log = ws / name / "work" / "log.jsonl"
+    rng = random.Random(int(time.time()))
+    for _ in range(2):
+        target = rng.randint(3, 17)
+        proc = subprocess.Popen(train_cmd(ws, name), cwd=REPO, env=tool_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            lines = log.read_text().splitlines() if log.exists() else []
+            if lines and json.loads(lines[-1])["step"] >= target:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait()
+    run(train_cmd(ws, name), cwd=REPO)
+    resumed = final_state(ws, name)
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    steps = [json.loads(line)["step"] for line in (ws / name / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 21))
+
+
+def test_resume_with_other_params_is_refused(ws, uninterrupted, tmp_path):
+    doc = yaml.safe_load((ws / "params.yaml").read_text())
+    doc["profiles"]["tiny"]["generator"]["optimizer"] = {"lr": 5.0e-4}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = run(train_cmd(ws, "straight", params=tmp_path / "params.yaml"), cwd=REPO, check=False)
+    assert proc.returncode == 2 and "different params" in proc.stderr
+
+
+def test_accumulation_and_two_processes_equal_one_big_batch(ws, tmp_path):
+    """Global batch 16 as 1 x 16, as 2 accumulated micro-batches of 8, and as 2 gloo processes x 8: same
+    weights. Dropout is off here: it draws from each process's own RNG stream (the data-side choices, crop and
+    label dropout, are keyed by sample position and so identical in every layout)."""
+    doc = yaml.safe_load((ws / "params.yaml").read_text())
+    gen = doc["profiles"]["tiny"]["generator"]
+    gen["dropout"] = {"residual": 0.0, "attention": 0.0, "token": 0.0, "class_label": 0.2}
+    gen["scales"]["S"].update(steps=6)
+    layouts = {"big": (16, None), "accum": (8, None),
+               "ddp": (8, [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2",
+                           "-m", "alitok"])}
+    env = tool_env() | {"OMP_NUM_THREADS": "1"}
+    for name, (micro, launcher) in layouts.items():
+        gen["scales"]["S"]["micro_batch"] = micro
+        params = tmp_path / f"{name}.yaml"
+        params.write_text(yaml.safe_dump(doc, sort_keys=False))
+        proc = subprocess.run(train_cmd(ws, f"layout_{name}", params, launcher), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    big = final_state(ws, "layout_big")
+    for name in ("accum", "ddp"):
+        other = final_state(ws, f"layout_{name}")
+        for key in big:
+            torch.testing.assert_close(other[key], big[key], rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")

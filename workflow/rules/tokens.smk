@@ -1,0 +1,24 @@
+# Token extraction: the final (stage-2) tokenizer encodes each split once into uint16 shards that the AR
+# training reads memory-mapped. Finished shards wait in work/, outside the outputs, so a killed job resumes.
+
+
+rule extract_tokens:
+    input:
+        tokenizer=f"{OUT}/tokenizer/stage2.pt",
+        manifest=f"{OUT}/data/{{split}}.csv",
+        info=f"{OUT}/data/dataset.json",
+    output:
+        directory(f"{OUT}/tokens/{{split}}"),
+    wildcard_constraints:
+        split="train|val",
+    params:
+        tokens=P["tokens"],
+        work=lambda wildcards: f"{OUT}/work/tokens_{wildcards.split}",
+    log:
+        f"{LOGS}/extract_tokens_{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/extract_tokens_{{split}}.tsv"
+    shell:
+        "alitok extract-tokens {PARAMS} --tokenizer {input.tokenizer} --split {wildcards.split}"
+        " --manifest {input.manifest} --dataset {input.info} --work-dir {params.work} --out-dir {output} --log {log}"
+
