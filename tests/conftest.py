@@ -42,3 +42,20 @@ def edit_params(project_dir: Path, edit) -> None:
     doc = yaml.safe_load(path.read_text())
     edit(doc)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def kill_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 120) -> int:
+    """Start a training command and SIGKILL it once its JSON-lines log reaches `step`; returns the exit code."""
+    import json
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        if lines and json.loads(lines[-1])["step"] >= step:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    return proc.wait()

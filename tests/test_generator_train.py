@@ -2,7 +2,6 @@
 
 import json
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from alitok.models.tokenizer import Tokenizer
 from alitok.tokenizer.train import model_config
 from alitok.tokens import extract
 from alitok.training import checkpoint
-from conftest import REPO, run, tool_env
+from conftest import REPO, kill_at_step, run, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -100,31 +99,29 @@ def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
     log = ws / name / "work" / "log.jsonl"
     rng = random.Random(int(time.time()))
     for _ in range(2):
-        target = rng.randint(3, 17)
-        proc = subprocess.Popen(train_cmd(ws, name), cwd=REPO, env=tool_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            lines = log.read_text().splitlines() if log.exists() else []
-            if lines and json.loads(lines[-1])["step"] >= target:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-        proc.wait()
+        kill_at_step(train_cmd(ws, name), log, rng.randint(3, 17), cwd=REPO)
     run(train_cmd(ws, name), cwd=REPO)
     resumed = final_state(ws, name)
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key
     steps = [json.loads(line)["step"] for line in (ws / name / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 21))
+    assert not (ws / name / "work").exists(), "a finished run clears its work dir"
 
 
-def test_resume_with_other_params_is_refused(ws, uninterrupted, tmp_path):
+def test_resume_with_other_params_is_refused_and_finished_runs_leave_no_state(ws, uninterrupted, tmp_path):
+    kill_at_step(train_cmd(ws, "interrupted"), ws / "interrupted" / "work" / "log.jsonl", 7, cwd=REPO)
+    assert (ws / "interrupted" / "work" / "last.pt").is_file()
     doc = yaml.safe_load((ws / "params.yaml").read_text())
     doc["profiles"]["tiny"]["generator"]["optimizer"] = {"lr": 5.0e-4}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    proc = run(train_cmd(ws, "straight", params=tmp_path / "params.yaml"), cwd=REPO, check=False)
+    proc = run(train_cmd(ws, "interrupted", params=tmp_path / "params.yaml"), cwd=REPO, check=False)
     assert proc.returncode == 2 and "different params" in proc.stderr
+    # a finished run left nothing to resume: other params simply train afresh
+    assert not (ws / "straight" / "work").exists()
+    doc["profiles"]["tiny"]["generator"]["scales"]["S"]["steps"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    run(train_cmd(ws, "straight", params=tmp_path / "params.yaml"), cwd=REPO)
 
 
 def test_accumulation_and_two_processes_equal_one_big_batch(ws, tmp_path):

@@ -307,6 +307,19 @@ def test_init_stage2_from_copies_matching_and_freezes():
         stage1.init_stage2_from(s1)
 
 
+def test_stage2_can_take_the_code_positions_from_stage1():
+    torch.manual_seed(0)
+    cfg = small()
+    stage1, stage2 = Tokenizer(cfg, stage=1), Tokenizer(cfg, stage=2)
+    fresh = stage2.decoder.pos.detach().clone()
+    stage2.init_stage2_from(stage1.state_dict(), code_positions="from_stage1")
+    n = cfg.seq_len
+    assert torch.equal(stage2.decoder.pos[-n:], stage1.decoder.pos[-n:])  # codes: stage 1's rows
+    assert torch.equal(stage2.decoder.pos[:-n], fresh[:-n])  # buffer rows stay fresh
+    with pytest.raises(ValueError, match="code_positions"):
+        Tokenizer(cfg, stage=2).init_stage2_from(stage1.state_dict(), code_positions="copy")
+
+
 def _revive_worker(rank, world, init_file, feats, out_dir):
     import torch.distributed as dist
 

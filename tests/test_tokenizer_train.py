@@ -2,7 +2,6 @@
 
 import json
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from alitok import config
 from alitok.data import prepare, synthetic
 from alitok.models.classifier import Classifier, ClassifierConfig
 from alitok.training import checkpoint
-from conftest import REPO, run, tool_env
+from conftest import REPO, kill_at_step, run, tool_env
 
 TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"]
 
@@ -77,18 +76,8 @@ def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):
     log = workspace / name / "work" / "log.jsonl"
     rng = random.Random(int(time.time()))
     for attempt in range(2):  # killed twice in a row at random steps, then run to the end
-        target = rng.randint(4, 26)
-        proc = subprocess.Popen(train_cmd(workspace, name), cwd=REPO, env=tool_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            lines = log.read_text().splitlines() if log.exists() else []
-            if lines and json.loads(lines[-1])["step"] >= target:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-        proc.wait()
-    assert not (workspace / name / "final.pt").exists() or proc.returncode == 0
+        code = kill_at_step(train_cmd(workspace, name), log, rng.randint(4, 26), cwd=REPO)
+    assert not (workspace / name / "final.pt").exists() or code == 0
     run(train_cmd(workspace, name), cwd=REPO)
     resumed = final_state(workspace, name)
     assert resumed.keys() == uninterrupted.keys()
@@ -96,23 +85,32 @@ def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):
         assert torch.equal(resumed[key], uninterrupted[key]), key
     steps = [json.loads(line)["step"] for line in (workspace / name / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 31)), "the log has each step exactly once after resumes"
+    assert not (workspace / name / "work").exists(), "a finished run clears its work dir"
 
 
-def test_resume_with_other_params_is_refused(workspace, uninterrupted, tmp_path):
-    work = workspace / "straight" / "work"
+@pytest.fixture(scope="module")
+def interrupted(workspace):
+    """A run killed after its first checkpoints: work/last.pt is left behind."""
+    kill_at_step(train_cmd(workspace, "interrupted"), workspace / "interrupted" / "work" / "log.jsonl", 7, cwd=REPO)
+    assert (workspace / "interrupted" / "work" / "last.pt").is_file()
+    return workspace / "interrupted" / "work"
+
+
+def test_resume_with_other_params_is_refused(workspace, interrupted, tmp_path):
+    work = interrupted
     changed = yaml.safe_load((workspace / "params.yaml").read_text())
     changed["profiles"]["tiny"]["tokenizer"].setdefault("loss", {})["aux_weight"] = 0.5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
-    cmd = train_cmd(workspace, "straight")
+    cmd = train_cmd(workspace, "interrupted")
     cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
     proc = run(cmd, cwd=REPO, check=False)
     assert proc.returncode == 2
     assert "different params" in proc.stderr and str(work / "last.pt") in proc.stderr
 
 
-def test_truncated_checkpoint_is_a_clear_error(workspace, uninterrupted, tmp_path):
+def test_truncated_checkpoint_is_a_clear_error(workspace, interrupted, tmp_path):
     (tmp_path / "work").mkdir()
-    data = (workspace / "straight" / "work" / "last.pt").read_bytes()
+    data = (interrupted / "last.pt").read_bytes()
     (tmp_path / "work" / "last.pt").write_bytes(data[: len(data) // 2])
     cmd = train_cmd(workspace, "straight")
     cmd[cmd.index("--work-dir") + 1] = str(tmp_path / "work")

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -175,6 +176,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> d
         checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
                               "params_hash": run_hash, "steps": total, "scale": scale})
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+        shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
 

@@ -346,16 +346,23 @@ class Tokenizer(nn.Module):
         return {"image": image, "aux": aux, "indices": indices, "z": z, **losses}
 
     @torch.no_grad()
-    def init_stage2_from(self, stage1_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    def init_stage2_from(self, stage1_state: dict[str, torch.Tensor], code_positions: str = "fresh") -> dict[str, list[str]]:
         """Copy every stage-1 tensor whose name and shape match; the rest stays fresh (buffer tokens, the longer
-        position table), as the release's shape-filtering loader does. Then freeze encoder, codebook and latents.
-        Returns the names copied, kept fresh, and left unused from the stage-1 state."""
+        position table), as the release's shape-filtering loader does. `code_positions="from_stage1"` also
+        copies the position rows of the codes (the table's last seq_len rows) into the longer table; buffer
+        rows stay fresh. Then freeze encoder, codebook and latents.
+        Returns the names copied, kept fresh (partly, for the table), and left unused from the stage-1 state."""
         if self.stage != 2:
             raise ValueError("init_stage2_from needs a stage-2 tokenizer")
+        if code_positions not in ("fresh", "from_stage1"):
+            raise ValueError(f"code_positions must be 'fresh' or 'from_stage1', got {code_positions!r}")
         own = self.state_dict()
         copied = [k for k, v in own.items() if k in stage1_state and stage1_state[k].shape == v.shape]
         for k in copied:
             own[k].copy_(stage1_state[k])
+        if code_positions == "from_stage1" and "decoder.pos" not in copied:
+            n = self.config.seq_len
+            own["decoder.pos"][-n:].copy_(stage1_state["decoder.pos"][-n:])
         for module in (self.encoder, self.quantizer):
             module.requires_grad_(False)
         self.latent_tokens.requires_grad_(False)

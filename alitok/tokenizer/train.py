@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -85,7 +86,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     if init is not None:
         source = checkpoint.load(init, kind="tokenizer")
         if stage == 2:
-            model.init_stage2_from(source["model"])
+            model.init_stage2_from(source["model"], tok["stage2_init"]["code_positions"])
         else:
             model.load_state_dict(source["model"])
     model.to(d.device)
@@ -199,6 +200,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
                  "phases_from": phases_from or stage}
         checkpoint.save(out, final)
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+        shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
 

@@ -68,7 +68,7 @@ rule train_tokenizer_stage2:
         ckpt=f"{OUT}/tokenizer/stage2.pt",
         log=f"{OUT}/tokenizer/stage2_log.jsonl",
     params:
-        tokenizer={**TOK_COMMON, "stage2": TOK["stage2"]},
+        tokenizer={**TOK_COMMON, "stage2": TOK["stage2"], "stage2_init": TOK["stage2_init"]},
         work=f"{OUT}/work/tokenizer_stage2",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
     log:
