@@ -21,30 +21,14 @@ import time
 import torch
 
 from alitok.generator.sampling import generate
+from peak import matmul_peak, sync
+
 from alitok.models.generator import Generator, GeneratorConfig
 
 # The smoke profile's generator (params.yaml: generator.scales.S; geometry of the smoke tokenizer, 10 classes).
 SMOKE = dict(arch="alitok", width=128, depth=4, heads=4, vocab_size=1024, num_prefix=9, grid=8, num_classes=10)
 # Sampling benchmark model: narrow, at the released sequence geometry (17 + 256 tokens, 4096 codes).
 NARROW = dict(arch="alitok", width=128, depth=4, heads=4, vocab_size=4096, num_prefix=17, grid=16, num_classes=1000)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device, dtype, n: int, seconds: float = 2.0) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        _sync(device)
-        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
-    return best
 
 
 def train_mfu(cfg: GeneratorConfig, batch: int, steps: int, device, amp: bool) -> dict:
@@ -65,11 +49,11 @@ def train_mfu(cfg: GeneratorConfig, batch: int, steps: int, device, amp: bool) -
 
     for _ in range(3):
         step()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     seconds = (time.perf_counter() - start) / steps
     n, T = model.num_params(embeddings=False), cfg.seq_len
     flops_per_token = 6 * n + 12 * cfg.depth * T * cfg.width
@@ -85,11 +69,11 @@ def sampling(cfg: GeneratorConfig, batch: int, device, kv_cache: bool, repeats: 
     labels = torch.arange(batch, device=device) % cfg.num_classes
     ids = torch.arange(batch, device=device)
     generate(model, labels[:2], ids[:2], seed=0, guidance=4.0, power=1.0, kv_cache=kv_cache)  # warm-up
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         generate(model, labels, ids, seed=0, guidance=4.0, power=1.0, kv_cache=kv_cache)
-    _sync(device)
+    sync(device)
     return batch * repeats / (time.perf_counter() - start)
 
 

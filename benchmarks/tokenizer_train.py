@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from peak import matmul_peak, sync
+
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 
 # params.yaml, profile smoke: tokenizer.model at data.image_size, and the training values the step uses.
@@ -30,25 +32,6 @@ SMOKE_MODEL = dict(image_size=64, patch_size=8, codebook_size=1024, code_dim=16,
                    buffer_tokens=8)
 SMOKE_STEP = dict(batch=32, init_std=0.25, usage_decay=0.99, commitment=0.25, aux=0.6640625, grad_clip=1.0,
                   betas=(0.9, 0.999))
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float = 2.0) -> float:
-    """FLOP/s of an n x n x n matmul, best of repeated timed bursts."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        _sync(device)
-        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t))
-    return best
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -85,11 +68,11 @@ def main() -> None:
     flops_per_step = counter.get_total_flops()
     for _ in range(2):
         step()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
-    _sync(device)
+    sync(device)
     seconds = (time.perf_counter() - start) / args.steps
     peak = matmul_peak(device, dtype, 4096 if device.type == "cuda" else 1024)
 

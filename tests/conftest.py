@@ -59,3 +59,33 @@ def kill_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 120) -> i
             break
         time.sleep(0.02)
     return proc.wait()
+
+
+def make_tiny_data(ws: Path, train_per_class: int, val_per_class: int) -> dict:
+    """The tiny profile's embedded dataset at a chosen size, under ws/images, with manifests in ws/data.
+    Returns the resolved tiny params."""
+    from alitok import config
+    from alitok.data import prepare, synthetic
+
+    p = config.load(REPO / "params.yaml", "tiny")
+    emb = p["data"]["embedded"]
+    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
+                            image_size=p["data"]["image_size"], train_per_class=train_per_class,
+                            val_per_class=val_per_class)
+    prepare.run(p["data"], ws / "images", ws / "data")
+    return p
+
+
+def save_random_tokenizer(path: Path, p: dict) -> None:
+    """A stage-2 tokenizer checkpoint of the params' geometry with seeded random weights."""
+    from dataclasses import asdict
+
+    import torch
+
+    from alitok.models.tokenizer import Tokenizer
+    from alitok.tokenizer.train import model_config
+
+    cfg = model_config(p)
+    torch.manual_seed(0)
+    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
+                "model": Tokenizer(cfg, stage=2).state_dict()}, path)

@@ -12,9 +12,7 @@ from alitok.generator import sample
 from alitok.generator.archive import released_labels, to_uint8, write_npz
 from alitok.generator.config import model_config as generator_config
 from alitok.models.generator import Generator
-from alitok.models.tokenizer import Tokenizer
-from alitok.tokenizer.train import model_config
-from conftest import REPO
+from conftest import REPO, save_random_tokenizer
 
 
 def test_released_label_layout():
@@ -56,10 +54,8 @@ def test_archive_is_streamed_in_order(tmp_path, monkeypatch):
 def models(tmp_path_factory):
     ws = tmp_path_factory.mktemp("sample")
     p = config.load(REPO / "params.yaml", "tiny")
+    save_random_tokenizer(ws / "tok.pt", p)
     torch.manual_seed(0)
-    tcfg = model_config(p)
-    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(tcfg),
-                "model": Tokenizer(tcfg, stage=2).state_dict()}, ws / "tok.pt")
     gcfg = generator_config(p, "S", p["data"]["embedded"]["num_classes"])
     gen = Generator(gcfg)
     torch.nn.init.normal_(gen.output.weight, std=0.5)

@@ -5,37 +5,24 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from alitok import config
-from alitok.data import prepare, synthetic
 from alitok.generator.train import batch_split, optimizer
 from alitok.models.generator import Generator, GeneratorConfig
-from alitok.models.tokenizer import Tokenizer
-from alitok.tokenizer.train import model_config
 from alitok.tokens import extract
 from alitok.training import checkpoint
-from conftest import REPO, kill_at_step, run, tool_env
+from conftest import REPO, kill_at_step, make_tiny_data, run, save_random_tokenizer, tool_env
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """Tiny data, a random tiny tokenizer, its extracted tokens, and a params file with 20 generator steps."""
     ws = tmp_path_factory.mktemp("gen")
-    p = config.load(REPO / "params.yaml", "tiny")
-    emb = p["data"]["embedded"]
-    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
-                            image_size=p["data"]["image_size"], train_per_class=4, val_per_class=2)
-    prepare.run(p["data"], ws / "images", ws / "data")
-    cfg = model_config(p)
-    torch.manual_seed(0)
-    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
-                "model": Tokenizer(cfg, stage=2).state_dict()}, ws / "tok.pt")
+    save_random_tokenizer(ws / "tok.pt", make_tiny_data(ws, train_per_class=4, val_per_class=2))
     for split, ten in (("train", True), ("val", False)):
         extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
                     dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,

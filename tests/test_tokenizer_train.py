@@ -12,11 +12,9 @@ import pytest
 import torch
 import yaml
 
-from alitok import config
-from alitok.data import prepare, synthetic
 from alitok.models.classifier import Classifier, ClassifierConfig
 from alitok.training import checkpoint
-from conftest import REPO, kill_at_step, run, tool_env
+from conftest import REPO, kill_at_step, make_tiny_data, run, tool_env
 
 TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"]
 
@@ -25,11 +23,7 @@ TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g
 def workspace(tmp_path_factory):
     """A tiny embedded dataset, its manifests, a perceptual net, and a params file with a longer stage 1."""
     ws = tmp_path_factory.mktemp("tok")
-    p = config.load(REPO / "params.yaml", "tiny")
-    emb = p["data"]["embedded"]
-    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
-                            image_size=p["data"]["image_size"], train_per_class=4, val_per_class=2)
-    prepare.run(p["data"], ws / "images", ws / "data")
+    emb = make_tiny_data(ws, train_per_class=4, val_per_class=2)["data"]["embedded"]
     torch.manual_seed(0)
     net = Classifier(ClassifierConfig(num_classes=emb["num_classes"], width=4))
     torch.save({"config": asdict(ClassifierConfig(num_classes=emb["num_classes"], width=4)),

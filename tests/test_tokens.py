@@ -1,34 +1,24 @@
 """Token extraction: released ten-crop order, uint16 shards + manifest read memory-mapped, resume after a kill."""
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
 from alitok import config
-from alitok.data import manifest, prepare, synthetic, transforms
+from alitok.data import manifest, transforms
 from alitok.models.tokenizer import Tokenizer
 from alitok.tokenizer.train import model_config
 from alitok.tokens import extract
 from alitok.tokens.store import TokenShards, TokenStoreError
-from conftest import REPO
+from conftest import REPO, make_tiny_data, save_random_tokenizer
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     ws = tmp_path_factory.mktemp("tokens")
-    p = config.load(REPO / "params.yaml", "tiny")
-    emb = p["data"]["embedded"]
-    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
-                            image_size=p["data"]["image_size"], train_per_class=3, val_per_class=1)
-    prepare.run(p["data"], ws / "images", ws / "data")
-    cfg = model_config(p)
-    torch.manual_seed(0)
-    tok = Tokenizer(cfg, stage=2)
-    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
-                "model": tok.state_dict()}, ws / "tok.pt")
+    save_random_tokenizer(ws / "tok.pt", make_tiny_data(ws, train_per_class=3, val_per_class=1))
     return ws
 
 

@@ -39,10 +39,32 @@ def batch_keys(step: int, global_batch: int, n: int, seed: int, rank: int, world
     return list(zip(positions.tolist(), schedule.sample_index(positions, n, seed).tolist()))
 
 
-def train_loader(dataset: TrainImages, *, start_step: int, total_steps: int, global_batch: int, seed: int,
-                 rank: int, world: int, workers: int) -> DataLoader:
-    """Batches for steps start_step..total_steps-1 of this rank, in order."""
-    keys = [batch_keys(s, global_batch, len(dataset), seed, rank, world) for s in range(start_step, total_steps)]
+class StepBatches:
+    """The batch sampler of steps start_step..total_steps-1 of this rank, each split into `accum` equal
+    micro-batches. Keys are made as the loader asks for them: a list for every step up front would hold
+    hundreds of millions of tuples at paper scale."""
+
+    def __init__(self, *, start_step: int, total_steps: int, global_batch: int, n: int, seed: int, rank: int,
+                 world: int, accum: int = 1):
+        self.start, self.total, self.accum = start_step, total_steps, accum
+        self.args = (global_batch, n, seed, rank, world)
+
+    def __len__(self) -> int:
+        return (self.total - self.start) * self.accum
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            keys = batch_keys(step, *self.args)
+            per = len(keys) // self.accum
+            for i in range(self.accum):
+                yield keys[i * per : (i + 1) * per]
+
+
+def train_loader(dataset, *, start_step: int, total_steps: int, global_batch: int, seed: int,
+                 rank: int, world: int, workers: int, accum: int = 1) -> DataLoader:
+    """Batches (micro-batches with accum > 1) for steps start_step..total_steps-1 of this rank, in order."""
+    keys = StepBatches(start_step=start_step, total_steps=total_steps, global_batch=global_batch, n=len(dataset),
+                       seed=seed, rank=rank, world=world, accum=accum)
     return DataLoader(dataset, batch_sampler=keys, num_workers=workers, persistent_workers=False,
                       pin_memory=torch.cuda.is_available(), generator=own_generator(seed))
 

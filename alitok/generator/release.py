@@ -15,7 +15,8 @@ import torch
 
 from alitok import atomic
 from alitok.models.generator import SIZES, Generator, GeneratorConfig, rope_table
-from alitok.tokenizer.release import ReleaseError, _fmt, _torch_load, release_config
+from alitok.tokenizer.release import (ReleaseError, _fmt, _torch_load, assign_weights, read_project_checkpoint,
+                                     release_config)
 
 FORMAT = "alitok-generator/1"
 
@@ -78,16 +79,9 @@ def import_release(src_path, out_path, size: str | None = None) -> dict:
 
 def load_generator(path) -> Generator:
     """A project generator checkpoint (imported or trained) in eval mode."""
-    path = Path(path)
-    ckpt = _torch_load(path, "generator checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ReleaseError(f"{path.name}: not an {FORMAT} checkpoint (format {found!r}); import a release first")
+    ckpt = read_project_checkpoint(path, FORMAT, "generator")
     with torch.device("meta"):
         model = Generator(GeneratorConfig(**ckpt["config"]))
-    try:
-        model.load_state_dict(ckpt["model"], strict=True, assign=True)
-    except RuntimeError as e:
-        raise ReleaseError(f"{path.name}: weights do not match its own config ({str(e).splitlines()[0]})") from e
+    assign_weights(model, ckpt["model"], path)
     model.rope = rope_table(model.config)  # not in the state dict: rebuild it off the meta device
-    return model.eval()
+    return model

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from alitok import atomic
@@ -29,7 +28,7 @@ from alitok.config import section_hash
 from alitok.generator.config import model_config, training_section
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
-from alitok.data.loader import own_generator
+from alitok.data.loader import train_loader
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
 
@@ -122,13 +121,8 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> d
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
     data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class)
-    n = len(data)
-    keys = [[(int(pos), int(idx)) for pos, idx in
-             zip(chunk, schedule.sample_index(chunk, n, tr["seed"]))]
-            for s in range(step, total)
-            for chunk in schedule.local_positions(s, tr["global_batch"], d.rank, d.world_size).reshape(accum, per_device)]
-    loader = DataLoader(data, batch_sampler=keys, num_workers=tr["workers"], pin_memory=d.device.type == "cuda",
-                        generator=own_generator(tr["seed"]))
+    loader = train_loader(data, start_step=step, total_steps=total, global_batch=tr["global_batch"], seed=tr["seed"],
+                          rank=d.rank, world=d.world_size, workers=tr["workers"], accum=accum)
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
 
     bar = tqdm(total=total, initial=step, desc=f"generator {scale}", unit="step", file=sys.stderr, disable=not d.is_main)
@@ -167,7 +161,9 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> d
                 bar.set_postfix(loss=f"{loss_sum:.3f}", acc=f"{acc_sum:.3f}")
             tick, tokens_since = time.perf_counter(), 0
         if step % tr["checkpoint_every"] == 0 or step == total:
-            _save_progress(ckpt_path, d, model, opt, step, run_hash)
+            checkpoint.save_progress(ckpt_path, {"format": "alitok-generator-train/1", "kind": "generator-train",
+                                                 "step": step, "params_hash": run_hash, "model": model.state_dict(),
+                                                 "opt": opt.state_dict()})
     bar.close()
 
     summary = {"scale": scale, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
@@ -179,15 +175,3 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> d
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
-
-
-def _save_progress(path, d, model, opt, step, run_hash) -> None:
-    states = [checkpoint.rng_state()]
-    if d.world_size > 1:
-        states = [None] * d.world_size
-        torch.distributed.all_gather_object(states, checkpoint.rng_state())
-    if d.is_main:
-        checkpoint.save(path, {"format": "alitok-generator-train/1", "kind": "generator-train", "step": step,
-                               "params_hash": run_hash, "model": model.state_dict(), "opt": opt.state_dict(),
-                               "rng": states})
-    distributed.barrier()

@@ -160,17 +160,29 @@ def import_release(src_path, out_path, cfg: TokenizerConfig | None = None) -> di
             "values": sum(v.numel() for v in mapped.values())}
 
 
+def read_project_checkpoint(path, fmt: str, what: str) -> dict:
+    """A project checkpoint of format `fmt` (tokenizer or generator), or one sentence saying what it is instead."""
+    path = Path(path)
+    ckpt = _torch_load(path, f"{what} checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ReleaseError(f"{path.name}: not an {fmt} checkpoint (format {found!r}); import a release with "
+                           f"alitok import-{what}")
+    return ckpt
+
+
+def assign_weights(model: torch.nn.Module, state: dict, path) -> torch.nn.Module:
+    """Fill a model built on the meta device with the checkpoint's tensors (strict), in eval mode."""
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise ReleaseError(f"{Path(path).name}: weights do not match its own config ({str(e).splitlines()[0]})") from e
+    return model.eval()
+
+
 def load_tokenizer(path) -> Tokenizer:
     """A project tokenizer checkpoint (imported release or our own training, either stage) in eval mode."""
-    path = Path(path)
-    ckpt = _torch_load(path, "tokenizer checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ReleaseError(f"{path.name}: not an {FORMAT} checkpoint (format {found!r}); import a release with import_release")
+    ckpt = read_project_checkpoint(path, FORMAT, "tokenizer")
     with torch.device("meta"):
         model = Tokenizer(TokenizerConfig(**ckpt["config"]), stage=ckpt["stage"])
-    try:
-        model.load_state_dict(ckpt["model"], strict=True, assign=True)
-    except RuntimeError as e:
-        raise ReleaseError(f"{path.name}: weights do not match its own config ({str(e).splitlines()[0]})") from e
-    return model.eval()
+    return assign_weights(model, ckpt["model"], path)

@@ -190,7 +190,10 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
             bar.set_postfix(loss=f"{loss.item():.4f}", phase=phase["name"])
             tick, images_since = time.perf_counter(), 0
         if step % tr["checkpoint_every"] == 0 or step == total_steps:
-            _save_progress(ckpt_path, d, model, disc, opt_g, opt_d, scaler, step, run_hash)
+            checkpoint.save_progress(ckpt_path, {
+                "format": FORMAT, "kind": "tokenizer-train", "step": step, "params_hash": run_hash,
+                "model": model.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict()})
     bar.close()
 
     summary = {"stage": stage, "steps": total_steps, "phases": [ph["name"] for ph in phases]}
@@ -203,19 +206,6 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
-
-
-def _save_progress(path, d, model, disc, opt_g, opt_d, scaler, step, run_hash) -> None:
-    """Rank 0 writes; every rank's RNG state is gathered so each resumes its own stream."""
-    states = [checkpoint.rng_state()]
-    if d.world_size > 1:
-        states = [None] * d.world_size
-        torch.distributed.all_gather_object(states, checkpoint.rng_state())
-    if d.is_main:
-        checkpoint.save(path, {"format": FORMAT, "kind": "tokenizer-train", "step": step, "params_hash": run_hash,
-                               "model": model.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                               "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "rng": states})
-    distributed.barrier()
 
 
 def checkpoint_digest(path) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from alitok import atomic
 
@@ -42,6 +43,20 @@ def truncate_log(path: Path, step: int) -> None:
     if path.exists():
         keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
         atomic.write_text(path, "".join(k + "\n" for k in keep))
+
+
+def save_progress(path: str | Path, payload: dict) -> None:
+    """In-progress checkpoint of a (possibly distributed) run: every rank's RNG state is gathered under "rng" so
+    each resumes its own stream; rank 0 writes; all ranks wait for the file."""
+    distributed = dist.is_available() and dist.is_initialized()
+    states = [rng_state()]
+    if distributed:
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, rng_state())
+    if not distributed or dist.get_rank() == 0:
+        save(path, {**payload, "rng": states})
+    if distributed:
+        dist.barrier()
 
 
 def save(path: str | Path, payload: dict) -> None:
