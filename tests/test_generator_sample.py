@@ -103,3 +103,21 @@ def test_killed_sampling_resumes_and_matches(models, monkeypatch):
     assert len(calls) == batches - 1  # the finished first batch was not redone
     with np.load(ws / "resumed" / "samples.npz") as a, np.load(ws / "clean" / "samples.npz") as b:
         assert np.array_equal(a["arr_0"], b["arr_0"])
+
+
+def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path):
+    """A generator trained on other tokens (here: the smoke geometry) against the tiny tokenizer."""
+    import subprocess
+    import sys
+
+    ws, p = models
+    smoke = config.load(REPO / "params.yaml", "smoke")
+    gcfg = generator_config(smoke, "S", 10)
+    torch.save({"format": "alitok-generator/1", "kind": "generator", "config": asdict(gcfg),
+                "model": Generator(gcfg).state_dict()}, tmp_path / "gen.pt")
+    r = subprocess.run([sys.executable, "-m", "alitok", "sample", "--profile", "tiny", "--scale", "S",
+                        "--generator", str(tmp_path / "gen.pt"), "--tokenizer", str(ws / "tok.pt"),
+                        "--work-dir", str(tmp_path / "w"), "--out-archive", str(tmp_path / "s.npz"),
+                        "--out-grid", str(tmp_path / "g.png")], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "emits 73 codes over 1024" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "s.npz").exists()

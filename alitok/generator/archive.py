@@ -7,12 +7,15 @@ order, into an uncompressed zip entry, the way `np.savez` lays it out. The file 
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from alitok import atomic
+from alitok.config import ParamsError
 
 CHUNK = 256  # images copied per write while streaming
 
@@ -22,7 +25,8 @@ def released_labels(n: int, num_classes: int, world: int, batch: int) -> np.ndar
     the contiguous slice r·S..(r+1)·S of [0..C−1]*, S = n/world, in batches; sample i of iteration `it` on rank r
     is file k = it·batch·world + i·world + r."""
     if n % (batch * world):
-        raise ValueError(f"the released label layout needs num_samples ({n}) divisible by batch x world ({batch} x {world})")
+        raise ParamsError(f"generator.sampling: the released label layout needs num_samples ({n}) divisible by "
+                          f"batch x world ({batch} x {world}, generator.sampling.labels)")
     k = np.arange(n)
     r, i, it = k % world, (k // world) % batch, k // (batch * world)
     return (r * (n // world) + it * batch + i) % num_classes
@@ -54,8 +58,10 @@ def write_npz(out, blocks: list[Path], labels: np.ndarray) -> None:
     with atomic.atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open("arr_0.npy", "w", force_zip64=True) as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
-            for a in arrays:
-                for s in range(0, len(a), CHUNK):
-                    f.write(np.ascontiguousarray(a[s : s + CHUNK]).tobytes())
+            with tqdm(total=n, desc=f"write {Path(out).name}", unit="img", file=sys.stderr) as bar:
+                for a in arrays:
+                    for s in range(0, len(a), CHUNK):
+                        f.write(np.ascontiguousarray(a[s : s + CHUNK]).tobytes())
+                        bar.update(len(a[s : s + CHUNK]))
         with zf.open("arr_1.npy", "w") as f:
             np.lib.format.write_array(f, labels.astype(np.int64), allow_pickle=False)

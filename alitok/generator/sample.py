@@ -19,10 +19,11 @@ import torch
 from tqdm import tqdm
 
 from alitok import atomic
+from alitok.config import ParamsError
 from alitok.generator.archive import sample_labels, to_uint8, write_npz
 from alitok.generator.release import load_generator
 from alitok.generator.sampling import generate
-from alitok.tokenizer.release import load_tokenizer
+from alitok.tokenizer.release import ReleaseError, load_tokenizer
 from alitok.training import distributed
 
 log = logging.getLogger("alitok.generator")
@@ -35,12 +36,12 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
     cfg, size = model.config, tokenizer.config.image_size
     if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
-        raise ValueError(f"generator {generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, tokenizer "
+        raise ReleaseError(f"generator {generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, tokenizer "
                          f"{tokenizer_path} decodes {tokenizer.config.seq_len} over {tokenizer.config.codebook_size}")
     n = s["num_samples"]
     labels = sample_labels(n, cfg.num_classes, s["labels"])
     if n % d.world_size:
-        raise ValueError(f"generator.sampling.num_samples {n} is not divisible by {d.world_size} processes")
+        raise ParamsError(f"generator.sampling.num_samples {n} is not divisible by {d.world_size} processes")
     per = n // d.world_size
     lo, hi = d.rank * per, (d.rank + 1) * per
     work_dir = Path(work_dir)

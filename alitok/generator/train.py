@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from alitok import atomic
-from alitok.config import section_hash
+from alitok.config import ParamsError, section_hash
 from alitok.generator.config import model_config, training_section
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
@@ -38,7 +38,7 @@ log = logging.getLogger("alitok.generator")
 def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, int]:
     """(per-device batch per forward, accumulation steps) with per_device·accum·world == global_batch."""
     if global_batch % world:
-        raise ValueError(f"generator global_batch {global_batch} is not divisible by {world} processes")
+        raise ParamsError(f"generator.training.global_batch {global_batch} is not divisible by {world} processes")
     local = global_batch // world
     accum = math.ceil(local / micro_batch)
     while local % accum:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from alitok import atomic
 from alitok.data import manifest, transforms
 from alitok.tokenizer.release import load_tokenizer
-from alitok.tokens.store import FORMAT, shard_names
+from alitok.tokens.store import FORMAT, TokenStoreError, shard_names
 from alitok.training import distributed
 
 log = logging.getLogger("alitok.tokens")
@@ -71,7 +71,7 @@ def run(*, tokenizer_path, split_csv, dataset_json, out_dir, work_dir, ten_crop:
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
     cfg = tokenizer.config
     if cfg.codebook_size > 65536:
-        raise ValueError(f"codebook of {cfg.codebook_size} codes does not fit uint16 token shards")
+        raise TokenStoreError(f"{tokenizer_path}: codebook of {cfg.codebook_size} codes does not fit uint16 token shards")
     records = manifest.read_manifest(split_csv)
     info = manifest.read_dataset_info(dataset_json)
     data = CropImages(records, info["root"], cfg.image_size, ten_crop, crop_scale)
