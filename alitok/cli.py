@@ -77,7 +77,7 @@ def cmd_train_tokenizer(args) -> None:
 
     summary = train.run(_params(args), stage=args.stage, train_csv=args.train, dataset_json=args.dataset,
                         work_dir=args.work_dir, out=args.out, log_out=args.log_out, init=args.init,
-                        perceptual_net=args.perceptual_net, phases_from=args.phases_from)
+                        perceptual_net=args.perceptual_net, phases_from=args.phases_from, curve_out=args.curve_out)
     log.info("tokenizer stage %d trained: %s", args.stage, summary)
 
 
@@ -116,7 +116,7 @@ def cmd_train_generator(args) -> None:
     from alitok.generator import train
 
     summary = train.run(_params(args), scale=args.scale, train_dir=args.train_tokens, val_dir=args.val_tokens,
-                        work_dir=args.work_dir, out=args.out, log_out=args.log_out)
+                        work_dir=args.work_dir, out=args.out, log_out=args.log_out, curve_out=args.curve_out)
     log.info("generator %s trained: %s", args.scale, summary)
 
 
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, required=True, help="in-progress checkpoints and log (resume from here)")
     p.add_argument("--out", type=Path, required=True, help="final tokenizer checkpoint")
     p.add_argument("--log-out", type=Path, required=True, help="per-step training log (JSON lines)")
+    p.add_argument("--curve-out", type=Path, help="training curves of that log (PNG)")
 
     p = add("eval-tokenizer", cmd_eval_tokenizer, "held-out PSNR, SSIM, rFID and a reconstruction grid")
     p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, required=True, help="in-progress checkpoints and log (resume from here)")
     p.add_argument("--out", type=Path, required=True, help="final generator checkpoint")
     p.add_argument("--log-out", type=Path, required=True, help="per-step training log (JSON lines)")
+    p.add_argument("--curve-out", type=Path, help="training curves of that log (PNG)")
 
     p = add("sample", cmd_sample, "class-conditional samples of one generator: ADM archive (npz) and a per-class grid")
     p.add_argument("--scale", required=True, help="a key of generator.scales (its guidance and seed)")

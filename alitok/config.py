@@ -110,7 +110,19 @@ def validate_document(doc, source: str = "params.yaml") -> None:
         raise ParamsError(f"{source}: profile = {doc['profile']!r} is not defined; defined: {', '.join(sorted(profiles))}")
     profile_schema = {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"}
     for name in profiles:
-        _validate(resolve_profile(profiles, name), profile_schema, f"{source}: params profile '{name}'")
+        resolved = resolve_profile(profiles, name)
+        _validate(resolved, profile_schema, f"{source}: params profile '{name}'")
+        _check_references(resolved, f"{source}: params profile '{name}'")
+
+
+def _check_references(p: dict, where: str) -> None:
+    """What a JSON schema cannot say: names that must point at keys elsewhere in the profile."""
+    g = p.get("generator")
+    if g is not None:
+        unknown = [s for s in g["run"] if s not in g["scales"]]
+        if unknown:
+            raise ParamsError(f"{where}: generator.run names {', '.join(unknown)}, not in generator.scales "
+                              f"({', '.join(g['scales'])})")
 
 
 def load(params: str | Path | dict = "params.yaml", profile: str | None = None) -> dict:

@@ -88,6 +88,13 @@ def test_conditional_requirements(doc):
     assert "data.root" in _error(d)
 
 
+def test_generator_run_must_name_defined_scales(doc):
+    assert config.load(REPO / "params.yaml", "imagenet512")["generator"]["run"] == ["L"]  # the paper's only 512 row
+    doc["profiles"]["imagenet512"]["generator"]["run"] = ["L", "M"]
+    msg = _error(doc)
+    assert "'imagenet512'" in msg and "generator.run names M" in msg and "B, L, XL" in msg
+
+
 def test_unknown_profile_and_bad_base(doc):
     assert "'nope' is not defined" in _error(doc, "nope")
     doc["profiles"]["tiny"]["base"] = "smok"

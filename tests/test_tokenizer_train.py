@@ -156,3 +156,30 @@ def test_two_process_ddp_matches_one_process(workspace, tmp_path):
     logs = [[json.loads(line) for line in (workspace / n / "log.jsonl").read_text().splitlines()] for n in ("single6", "ddp6")]
     assert [r["grad_norm"] for r in logs[0]] == pytest.approx([r["grad_norm"] for r in logs[1]], rel=1e-3)
     assert "gan_d" in logs[1][-1] and logs[1][-1]["gan_d"] != 0
+
+
+def test_codebook_learning_rate_scale():
+    """The codebook's own group: its first AdamW step is lr_scale times every other weight's."""
+    from alitok.models.tokenizer import Tokenizer
+    from alitok.tokenizer.train import _optimizer, model_config
+    from alitok import config
+
+    p = config.load(REPO / "params.yaml", "tiny")
+    torch.manual_seed(0)
+    model = Tokenizer(model_config(p), 1, codebook_init_std=0.25)
+    opt_p = {**p["tokenizer"]["optimizer"], "weight_decay": 0.0}
+    opt = _optimizer(model.parameters(), opt_p, scaled=[model.quantizer.codebook], lr_scale=10.0)
+    groups = [[id(q) for q in g["params"]] for g in opt.param_groups]
+    assert sorted(sum(groups, [])) == sorted(id(q) for q in model.parameters())  # each tensor in one group
+    assert [g.get("lr_scale", 1.0) for g in opt.param_groups] == [1.0, 1.0, 10.0]
+    assert groups[2] == [id(model.quantizer.codebook)]
+    for g in opt.param_groups:  # as the training loop sets them
+        g["lr"] = 1e-3 * g.get("lr_scale", 1.0)
+    before = {name: q.detach().clone() for name, q in model.named_parameters()}
+    out = model(torch.rand(4, 3, 32, 32))
+    (out["image"].square().mean() + out["codebook"]).backward()
+    opt.step()
+    # Adam's first step moves each coordinate with a gradient by lr (up to eps)
+    step = {name: (q.detach() - before[name]).abs().max().item() for name, q in model.named_parameters()}
+    assert step["quantizer.codebook"] == pytest.approx(1e-2, rel=1e-3)
+    assert step["decoder.pos"] == pytest.approx(1e-3, rel=1e-3)

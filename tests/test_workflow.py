@@ -37,6 +37,10 @@ def test_every_params_profile_dry_runs(project, tmp_path, profile):
     else:
         assert "make_dataset" not in jobs and "train_classifier" not in jobs
     assert f"results/{profile}/" in proc.stdout
+    runs = {"tiny": ["S"], "smoke": ["S"], "imagenet256": ["B", "L", "XL"], "imagenet512": ["L"]}[profile]
+    assert jobs["train_generator"] == jobs["sample_generator"] == len(runs)
+    for scale in ("S", "B", "L", "XL"):
+        assert (f"generator/{scale}/model.pt" in proc.stdout) == (scale in runs)
     assert not (project / "results").exists(), "a dry run writes nothing"
 
 
@@ -60,7 +64,9 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     for variant in ("stage1", "stage2", "stage1_continued"):
         assert (out / "tokenizer" / f"{variant}.pt").stat().st_size > 0
         assert (out / "tokenizer" / f"{variant}_recon.png").stat().st_size > 0
-        assert json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())["stage"] in (1, 2)
+        assert (out / "tokenizer" / f"{variant}_curve.png").stat().st_size > 0
+        m = json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())
+        assert m["stage"] in (1, 2) and 0 <= m["recon_class_accuracy"] <= 1
     assert "| stage 2 |" in (out / "tokenizer" / "stage_comparison.md").read_text()
     train_tokens = json.loads((out / "tokens" / "train" / "manifest.json").read_text())
     assert train_tokens["crops"] == 10 and train_tokens["images"] == 240
@@ -69,6 +75,7 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     with np.load(out / "generator" / "S" / "samples.npz") as z:
         assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_1"].shape == (20,)
     assert (out / "generator" / "S" / "samples_grid.png").stat().st_size > 0
+    assert (out / "generator" / "S" / "curve.png").stat().st_size > 0
     again = run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -116,7 +123,8 @@ def test_smoke_pipeline(project):
     for variant in ("stage1", "stage2", "stage1_continued"):
         m = json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())
         assert m["num_images"] == len(json.loads((out / "data" / "dataset.json").read_text())["classes"]) * 60
-        assert m["psnr"] > 0 and m["rfid"] >= 0
+        assert m["psnr"] > 0 and m["rfid"] >= 0 and 0 <= m["recon_class_accuracy"] <= 1
+        assert (out / "tokenizer" / f"{variant}_curve.png").stat().st_size > 0
     assert "stage 1 continued (control)" in (out / "tokenizer" / "stage_comparison.md").read_text()
     log = [json.loads(line) for line in (out / "generator" / "S" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val_loss"] < log[0]["loss"]  # held-out next-token loss fell during training

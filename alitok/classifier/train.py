@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from tqdm import tqdm
 
-from alitok import atomic
+from alitok import atomic, plots
 from alitok.data.manifest import open_image, read_dataset_info, read_manifest
 from alitok.data.transforms import adm_center_crop
 from alitok.models.classifier import Classifier, ClassifierConfig
@@ -153,14 +153,6 @@ def load_classifier(path) -> tuple[Classifier, dict]:
     return model.eval(), ckpt
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 def _plot_curve(path: Path, train_loss: list[float], val_accuracy: list[float]) -> None:
     import matplotlib
 
@@ -175,7 +167,7 @@ def _plot_curve(path: Path, train_loss: list[float], val_accuracy: list[float]) 
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="held-out accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    _save_figure(fig, path)
+    plots.save_figure(fig, path)
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str]) -> None:
@@ -195,4 +187,4 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str]) -> No
     ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
     ax.set_yticks(range(n), classes, fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title="held-out confusion")
-    _save_figure(fig, path)
+    plots.save_figure(fig, path)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic
+from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
 from alitok.generator.config import model_config, training_section
 from alitok.generator.release import FORMAT
@@ -33,6 +33,10 @@ from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
 
 log = logging.getLogger("alitok.generator")
+
+# (label, log keys, log scale) of the training-curve figure
+CURVES = [("cross-entropy", ["loss", "val_loss"], True), ("next-token accuracy", ["acc", "val_acc"], False),
+          ("throughput (tokens/s)", ["tokens_per_s"], False)]
 
 
 def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, int]:
@@ -83,7 +87,7 @@ def evaluate(model, batches, device, autocast) -> dict:
     return {"val_loss": loss / len(batches), "val_acc": acc / len(batches)}
 
 
-def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> dict:
+def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curve_out=None) -> dict:
     d = distributed.setup()
     g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
     sc = g["scales"][scale]
@@ -172,6 +176,8 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out) -> d
         checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
                               "params_hash": run_hash, "steps": total, "scale": scale})
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+        if curve_out is not None:
+            plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {scale}")
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary

@@ -17,6 +17,10 @@ def verdict(stage2: dict, control: dict) -> dict:
     return {"psnr_better": psnr_better, "rfid_better": rfid_better, "holds": psnr_better and rfid_better}
 
 
+def _accuracy(m: dict) -> str:
+    return f"{100 * m['recon_class_accuracy']:.1f} %" if "recon_class_accuracy" in m else "n/a"
+
+
 def run(stage2_json, control_json, stage1_json, out) -> dict:
     s1, s2, ctl = (json.loads(Path(p).read_text()) for p in (stage1_json, stage2_json, control_json))
     v = verdict(s2, ctl)
@@ -29,10 +33,13 @@ def run(stage2_json, control_json, stage1_json, out) -> dict:
         f"At this params profile it **{said}**: stage 2 is {'better' if v['psnr_better'] else 'not better'} on "
         f"held-out PSNR and {'better' if v['rfid_better'] else 'not better'} on rFID than the control.",
         "",
-        "| tokenizer | PSNR (dB) ↑ | SSIM ↑ | rFID ↓ | codes used |",
-        "|---|---|---|---|---|",
-        *[f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['rfid']:.3f} | {100 * m['codebook_used_fraction']:.1f} % |"
-          for name, m in rows],
+        "| tokenizer | PSNR (dB) ↑ | SSIM ↑ | rFID ↓ | class accuracy ↑ | codes used |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['rfid']:.3f} | {_accuracy(m)} | "
+          f"{100 * m['codebook_used_fraction']:.1f} % |" for name, m in rows],
+        "",
+        "Class accuracy: the domain classifier's accuracy on the reconstructions, the ceiling of a generator's "
+        "class-consistency on these tokens.",
         "",
     ]
     atomic.write_text(out, "\n".join(lines))

@@ -61,6 +61,14 @@ def grid(originals: torch.Tensor, recons: torch.Tensor, records: list[manifest.R
     return Image.fromarray(rearrange(pair, "r n c h w -> (r h) (n w) c").numpy())
 
 
+def class_accuracy(images: torch.Tensor, labels: list[int], classifier_ckpt) -> float:
+    """Share of uint8 images that the domain classifier assigns to their label."""
+    from alitok.classifier.train import load_classifier, predict
+
+    model, _ = load_classifier(classifier_ckpt)
+    return float((predict(model, images, 100) == torch.tensor(labels)).float().mean())
+
+
 def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out_grid) -> dict:
     from alitok.metrics import fidelity
 
@@ -76,6 +84,8 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
         "psnr": float(recon_metrics.psnr(x, y).mean()),
         "ssim": float(recon_metrics.ssim(x, y).mean()),
         "rfid": float(fidelity.rfid(originals, recons, classifier_ckpt)),
+        # the ceiling of the generator's class-consistency: what the evaluator still recognises after the tokenizer
+        "recon_class_accuracy": class_accuracy(recons, [r.label for r in records], classifier_ckpt),
         "codebook_used_fraction": float((counts > 0).double().mean()),
         "codebook_perplexity": float(torch.exp(-(nz * nz.log()).sum())),
         "num_images": len(records),
@@ -87,6 +97,7 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     atomic.write_json(out_metrics, metrics)
     with atomic.atomic_path(out_grid) as tmp:
         grid(originals, recons, records).save(tmp, format="PNG")
-    log.info("tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, codes used %.1f%%", tokenizer_ckpt, metrics["psnr"],
-             metrics["ssim"], metrics["rfid"], 100 * metrics["codebook_used_fraction"])
+    log.info("tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, class accuracy %.3f, codes used %.1f%%", tokenizer_ckpt,
+             metrics["psnr"], metrics["ssim"], metrics["rfid"], metrics["recon_class_accuracy"],
+             100 * metrics["codebook_used_fraction"])
     return metrics

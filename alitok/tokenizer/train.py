@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic
+from alitok import atomic, plots
 from alitok.config import section_hash
 from alitok.data import manifest
 from alitok.data.loader import TrainImages, train_loader
@@ -35,6 +35,11 @@ from alitok.training import checkpoint, distributed, schedule
 log = logging.getLogger("alitok.tokenizer")
 
 FORMAT = "alitok-tokenizer/1"
+
+# (label, log keys, log scale) of the training-curve figure; dashed lines mark phase restarts
+CURVES = [("loss terms (unweighted)", ["recon", "aux", "commitment", "codebook", "perceptual", "lpips"], True),
+          ("GAN (hinge)", ["gan_g", "gan_d"], False), ("codebook used (fraction)", ["codebook_used"], False),
+          ("throughput (images/s)", ["images_per_s"], False)]
 
 
 def model_config(p: dict) -> TokenizerConfig:
@@ -50,11 +55,17 @@ def phase_at(phases: list[dict], step: int) -> tuple[dict, int]:
     raise IndexError("step beyond the last phase")
 
 
-def _optimizer(params, opt: dict) -> torch.optim.AdamW:
-    """AdamW without decay on norms, biases and embeddings-like vectors (1-d tensors)."""
+def _optimizer(params, opt: dict, scaled=(), lr_scale: float = 1.0) -> torch.optim.AdamW:
+    """AdamW without decay on norms, biases and embeddings-like vectors (1-d tensors). The `scaled` tensors
+    (the codebook) get their own group whose learning rate is `lr_scale` times the schedule's."""
+    special = {id(q) for q in scaled}
     params = [q for q in params if q.requires_grad]
-    groups = [{"params": [q for q in params if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
-              {"params": [q for q in params if q.dim() < 2], "weight_decay": 0.0}]
+    plain = [q for q in params if id(q) not in special]
+    groups = [{"params": [q for q in plain if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
+              {"params": [q for q in plain if q.dim() < 2], "weight_decay": 0.0}]
+    own = [q for q in params if id(q) in special]
+    if own:
+        groups.append({"params": own, "weight_decay": opt["weight_decay"], "lr_scale": lr_scale})
     return torch.optim.AdamW(groups, lr=0.0, betas=tuple(opt["betas"]))
 
 
@@ -67,7 +78,7 @@ def _perceptual(tok: dict, phases: list[dict], perceptual_net) -> losses.Percept
 
 
 def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out, init=None, perceptual_net=None,
-        phases_from: int | None = None) -> dict:
+        phases_from: int | None = None, curve_out=None) -> dict:
     """Train one tokenizer stage (or the stage-1 control with `phases_from=2`) and write `out` and `log_out`."""
     d = distributed.setup()
     tok, tr = p["tokenizer"], p["tokenizer"]["training"]
@@ -93,7 +104,8 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     disc = losses.NLayerDiscriminator(channels=tok["discriminator"]["channels"],
                                       layers=tok["discriminator"]["layers"]).to(d.device)
     perceptual = _perceptual(tok, phases, perceptual_net).to(d.device)
-    opt_g = _optimizer(model.parameters(), tok["optimizer"])
+    opt_g = _optimizer(model.parameters(), tok["optimizer"], scaled=[model.quantizer.codebook],
+                       lr_scale=tok["quantizer"]["codebook_lr_scale"])
     opt_d = _optimizer(disc.parameters(), tok["optimizer"])
     use_amp = d.device.type == "cuda" and tr["precision"] != "fp32"
     amp_dtype = torch.float16 if tr["precision"] == "fp16" else torch.bfloat16
@@ -128,7 +140,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         phase, k = phase_at(phases, step)
         lr = schedule.warmup_cosine(k, phase["steps"], phase["lr"], phase["end_lr"], phase["warmup_steps"])
         for group in opt_g.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         for group in opt_d.param_groups:
             group["lr"] = lr * tok["discriminator"]["lr_scale"]
         x = x.to(d.device, non_blocking=True).float() / 255
@@ -203,6 +215,9 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
                  "phases_from": phases_from or stage}
         checkpoint.save(out, final)
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
+        if curve_out is not None:
+            plots.log_curves(curve_out, plots.read_log(log_out), CURVES,
+                             title=f"tokenizer stage {stage}" + (" continued (control)" if phases_from else ""))
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary

@@ -25,7 +25,7 @@ def uses_classifier():
 
 def final_targets():
     targets = [f"{OUT}/data/dataset.json", f"{OUT}/tokenizer/stage2.pt"]
-    targets += [f"{OUT}/generator/{scale}/samples_grid.png" for scale in P["generator"]["scales"]]
+    targets += [f"{OUT}/generator/{scale}/samples_grid.png" for scale in P["generator"]["run"]]
     if uses_classifier():
         # reconstruction metrics use the domain classifier; ImageNet rFID (Inception) comes with evaluation
         targets.append(f"{OUT}/classifier/metrics.json")

@@ -11,6 +11,7 @@ rule train_generator:
     output:
         ckpt=f"{OUT}/generator/{{scale}}/model.pt",
         log=f"{OUT}/generator/{{scale}}/log.jsonl",
+        curve=f"{OUT}/generator/{{scale}}/curve.png",
     params:
         generator=lambda wildcards: training_section(P, wildcards.scale),  # not sampling: resampling never retrains
         work=lambda wildcards: f"{OUT}/work/generator_{wildcards.scale}",
@@ -20,7 +21,7 @@ rule train_generator:
         f"{OUT}/benchmarks/train_generator_{{scale}}.tsv"
     shell:
         "alitok train-generator {PARAMS} --scale {wildcards.scale} --train-tokens {input.train} --val-tokens {input.val}"
-        " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --log {log}"
+        " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
 rule sample_generator:

@@ -45,6 +45,7 @@ rule train_tokenizer_stage1:
     output:
         ckpt=f"{OUT}/tokenizer/stage1.pt",
         log=f"{OUT}/tokenizer/stage1_log.jsonl",
+        curve=f"{OUT}/tokenizer/stage1_curve.png",
     params:
         tokenizer={**TOK_COMMON, "stage1": TOK["stage1"]},
         work=f"{OUT}/work/tokenizer_stage1",
@@ -55,7 +56,7 @@ rule train_tokenizer_stage1:
         f"{OUT}/benchmarks/train_tokenizer_stage1.tsv"
     shell:
         "alitok train-tokenizer {PARAMS} --stage 1 --train {input.train} --dataset {input.info} {params.perceptual}"
-        " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --log {log}"
+        " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
 rule train_tokenizer_stage2:
@@ -67,6 +68,7 @@ rule train_tokenizer_stage2:
     output:
         ckpt=f"{OUT}/tokenizer/stage2.pt",
         log=f"{OUT}/tokenizer/stage2_log.jsonl",
+        curve=f"{OUT}/tokenizer/stage2_curve.png",
     params:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"], "stage2_init": TOK["stage2_init"]},
         work=f"{OUT}/work/tokenizer_stage2",
@@ -77,7 +79,7 @@ rule train_tokenizer_stage2:
         f"{OUT}/benchmarks/train_tokenizer_stage2.tsv"
     shell:
         "alitok train-tokenizer {PARAMS} --stage 2 --init {input.stage1} --train {input.train} --dataset {input.info}"
-        " {params.perceptual} --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --log {log}"
+        " {params.perceptual} --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
 rule train_tokenizer_stage1_continued:
@@ -90,6 +92,7 @@ rule train_tokenizer_stage1_continued:
     output:
         ckpt=f"{OUT}/tokenizer/stage1_continued.pt",
         log=f"{OUT}/tokenizer/stage1_continued_log.jsonl",
+        curve=f"{OUT}/tokenizer/stage1_continued_curve.png",
     params:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"]},
         work=f"{OUT}/work/tokenizer_stage1_continued",
@@ -101,7 +104,7 @@ rule train_tokenizer_stage1_continued:
     shell:
         "alitok train-tokenizer {PARAMS} --stage 1 --phases-from 2 --init {input.stage1} --train {input.train}"
         " --dataset {input.info} {params.perceptual} --work-dir {params.work} --out {output.ckpt}"
-        " --log-out {output.log} --log {log}"
+        " --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
 rule eval_tokenizer:
