@@ -8,7 +8,8 @@ from pathlib import Path
 from alitok import atomic
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (the CLI starts without it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +19,7 @@ def _pyplot():
 
 
 def save_figure(fig, path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     with atomic.atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -32,7 +33,7 @@ def read_log(path) -> list[dict]:
 def log_curves(path, records: list[dict], panels: list[tuple[str, list[str], bool]], title: str = "") -> None:
     """One panel per (label, log keys, log scale): each key against `step`, where the records have it.
     Phase boundaries (a change of the `phase` key) are marked, so a jump at a restart is not read as a bug."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
     bounds = [r["step"] for prev, r in zip(records, records[1:]) if "phase" in r and r["phase"] != prev.get("phase")]
     for ax, (label, keys, log_y) in zip(axes[0], panels):

@@ -154,10 +154,7 @@ def load_classifier(path) -> tuple[Classifier, dict]:
 
 
 def _plot_curve(path: Path, train_loss: list[float], val_accuracy: list[float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     epochs = range(1, len(train_loss) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -171,10 +168,7 @@ def _plot_curve(path: Path, train_loss: list[float], val_accuracy: list[float]) 
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.5 + 0.5 * n, 1 + 0.5 * n))

@@ -114,13 +114,11 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
     if ckpt_path.exists():
-        ck = checkpoint.load(ckpt_path, kind="generator-train", params_hash=run_hash)
+        ck = checkpoint.load_progress(ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        checkpoint.set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
         step = ck["step"]
         if d.is_main:
-            checkpoint.truncate_log(log_path, step)
             log.info("resuming generator %s from %s at step %d/%d", scale, ckpt_path, step, total)
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 

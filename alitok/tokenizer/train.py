@@ -113,16 +113,14 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
     if ckpt_path.exists():
-        ck = checkpoint.load(ckpt_path, kind="tokenizer-train", params_hash=run_hash)
+        ck = checkpoint.load_progress(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path)
         model.load_state_dict(ck["model"])
         disc.load_state_dict(ck["disc"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
         scaler.load_state_dict(ck["scaler"])
-        checkpoint.set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
         step = ck["step"]
         if d.is_main:
-            checkpoint.truncate_log(log_path, step)
             log.info("resuming stage %d from %s at step %d/%d", stage, ckpt_path, step, total_steps)
 
     ddp_model = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
