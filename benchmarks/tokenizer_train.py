@@ -27,7 +27,7 @@ from peak import matmul_peak, sync
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 
 # params.yaml, profile smoke: tokenizer.model at data.image_size, and the training values the step uses.
-SMOKE_MODEL = dict(image_size=64, patch_size=8, codebook_size=1024, code_dim=16, enc_width=128, enc_depth=2,
+SMOKE_MODEL = dict(image_size=32, patch_size=4, codebook_size=1024, code_dim=16, enc_width=128, enc_depth=2,
                    enc_heads=4, dec_width=128, dec_depth=3, dec_heads=4, mlp_ratio=4, prefix="grid_plus_one",
                    buffer_tokens=8)
 SMOKE_STEP = dict(batch=32, init_std=0.25, usage_decay=0.99, commitment=0.25, aux=0.6640625, grad_clip=1.0,

@@ -41,7 +41,8 @@ def test_shapes(size):
 
 def test_tiny_training_run(tmp_path):
     paths = _prepare(tmp_path, num_classes=10, image_size=32, train_per_class=24, val_per_class=6)
-    cfg = {"width": 8, "epochs": 4, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0}
+    cfg = {"width": 8, "epochs": 4, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0,
+           "degrade": {"pool_factors": [1, 2], "noise": 0.05}}
     metrics = train.run(cfg, 32, *paths, tmp_path / "out")
 
     for name in ("model.pt", "metrics.json", "curve.png", "confusion.png"):
@@ -57,3 +58,23 @@ def test_tiny_training_run(tmp_path):
     val_x, val_y = train.load_images(paths[1], tmp_path / "data", 32)
     accuracy = (train.predict(model, val_x, 64) == val_y).float().mean().item()
     assert accuracy == pytest.approx(metrics["val_accuracy"])
+
+
+def test_degrade_removes_detail_below_the_pool_factor_and_keeps_colour():
+    torch.manual_seed(0)
+    fine = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2  # 1-px checkerboard
+    x = torch.stack([fine * 0.8 + 0.1] * 3)[None].expand(4, -1, -1, -1).float()
+    out = train.degrade(x, [2], noise=0.0)
+    assert torch.allclose(out, torch.full_like(out, 0.5), atol=1e-6)  # the pattern is gone, its mean stays
+    assert torch.equal(train.degrade(x, [1], noise=0.0), x)  # factor 1: untouched
+
+
+def test_degrade_noise_is_smooth_bounded_and_random_in_strength():
+    torch.manual_seed(0)
+    x = torch.full((64, 3, 32, 32), 0.5)
+    out = train.degrade(x, [1, 4], noise=0.1)
+    assert out.min() >= 0 and out.max() <= 1
+    strength = (out - x).std(dim=(1, 2, 3))
+    assert strength.max() > 0.03 and strength.min() < 0.02  # up to `noise`, not always the same
+    # smooth at the coarsest factor's scale: neighbouring pixels differ far less than the field itself
+    assert (out[..., 1:] - out[..., :-1]).abs().mean() < 0.5 * (out - x).abs().mean()  # white noise: ~1.1x

@@ -31,7 +31,9 @@ def test_every_profile_resolves(name):
 def test_inheritance_overrides_only_what_differs():
     smoke = config.load(REPO / "params.yaml", "smoke")
     tiny = config.load(REPO / "params.yaml", "tiny")
-    assert tiny["data"]["image_size"] < smoke["data"]["image_size"]
+    assert tiny["data"]["embedded"]["train_per_class"] < smoke["data"]["embedded"]["train_per_class"]
+    assert tiny["tokenizer"]["model"]["enc_width"] < smoke["tokenizer"]["model"]["enc_width"]
+    assert tiny["data"]["image_size"] == smoke["data"]["image_size"]  # inherited, not restated
     assert tiny["data"]["embedded"]["seed"] == smoke["data"]["embedded"]["seed"]
     i512 = config.load(REPO / "params.yaml", "imagenet512")
     assert i512["data"]["image_size"] == 512 and i512["data"]["root"] == "data/imagenet"
@@ -116,7 +118,7 @@ def test_section_hash_stable_and_sensitive():
 
 
 def test_snakemake_refuses_invalid_params_before_any_job(project):
-    text = (project / "params.yaml").read_text().replace("epochs: 10", "epochs: -1", 1)
+    text = (project / "params.yaml").read_text().replace("epochs: 20", "epochs: -1", 1)
     (project / "params.yaml").write_text(text)
     proc = run(["snakemake", "-n"], cwd=project, check=False)
     assert proc.returncode != 0

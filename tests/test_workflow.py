@@ -8,6 +8,8 @@ import pytest
 from conftest import edit_params, run
 from fakes import make_fake_imagenet
 
+from alitok import config
+
 PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512"]
 
 
@@ -110,7 +112,7 @@ def _seconds(benchmark_tsv) -> float:
 @pytest.mark.slow
 def test_smoke_pipeline(project):
     """The README's first command: the embedded default pipeline, as far as it goes today."""
-    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~23 min on 2 cores
+    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~16 min on 2 cores
     out = project / "results" / "smoke"
     info = json.loads((out / "data" / "dataset.json").read_text())
     report = json.loads((out / "data" / "report.json").read_text())
@@ -129,4 +131,5 @@ def test_smoke_pipeline(project):
     log = [json.loads(line) for line in (out / "generator" / "S" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val_loss"] < log[0]["loss"]  # held-out next-token loss fell during training
     with np.load(out / "generator" / "S" / "samples.npz") as z:
-        assert z["arr_0"].shape[1:] == (64, 64, 3) and len(z["arr_0"]) == len(z["arr_1"])
+        size = config.load(project / "params.yaml", "smoke")["data"]["image_size"]
+        assert z["arr_0"].shape[1:] == (size, size, 3) and len(z["arr_0"]) == len(z["arr_1"])

@@ -38,8 +38,10 @@ SPLITS = ("train", "val")
 
 # Generation constants. Lengths are in units of half the image side (the image spans [-1, 1]).
 SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
-RADIUS = (0.4, 0.7)  # shape circumradius
-TEXTURE_CYCLES = (2.5, 4.5)  # texture periods per unit length
+# Shapes and textures are coarse on purpose: at 32 px a texture period spans 2-3 of the tokenizer's 4-px
+# patches, so a tokenizer trained for CPU-minutes can still draw what tells the classes apart (docs/data.md).
+RADIUS = (0.55, 0.85)  # shape circumradius
+TEXTURE_CYCLES = (1.2, 2.0)  # texture periods per unit length
 DOT_RADIUS = 0.3  # dot radius as a fraction of the dot spacing
 MIN_CONTRAST = 120.0  # RGB distance between shape, texture and background colours
 BACKGROUND_AMPLITUDE = 30.0  # per-channel swing of gradient and noise backgrounds
