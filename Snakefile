@@ -16,14 +16,20 @@ P = alitok_config.load(config)   # resolves and validates every profile before a
 PROFILE = P["name"]
 OUT = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
-PARAMS = f"--params params.yaml --profile {PROFILE}"   # every rule's command passes these
+# Every rule's command passes {PARAMS} and, written out in each rule since Snakemake formats a command
+# once, `--mlflow-rule {rule} --mlflow-wildcards '{wildcards}'`: the tags of the job's MLflow child run.
+PARAMS = f"--params params.yaml --profile {PROFILE}"
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/classifier.smk"
-include: "workflow/rules/tokenizer.smk"
-include: "workflow/rules/tokens.smk"
+include: "workflow/rules/tracking.smk"
+if "release" not in P:  # the release256 profile imports weights: no data, no training rules
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/classifier.smk"
+    include: "workflow/rules/tokenizer.smk"
+    include: "workflow/rules/tokens.smk"
 include: "workflow/rules/generator.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/release.smk"
 
 
 rule all:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def cmd_train_generator(args) -> None:
     from alitok.generator import train
 
     summary = train.run(_params(args), scale=args.scale, train_dir=args.train_tokens, val_dir=args.val_tokens,
-                        work_dir=args.work_dir, out=args.out, log_out=args.log_out, curve_out=args.curve_out)
+                        work_dir=args.work_dir, out=args.out, log_out=args.log_out, curve_out=args.curve_out,
+                        control=args.control)
     log.info("generator %s trained: %s", args.scale, summary)
 
 
@@ -126,6 +128,31 @@ def cmd_sample(args) -> None:
     summary = sample.run(_params(args), scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
                          work_dir=args.work_dir, out_archive=args.out_archive, out_grid=args.out_grid)
     log.info("sampled: %s", summary)
+
+
+def cmd_evaluate(args) -> None:
+    from alitok.evaluation import samples
+
+    samples.run(_params(args), out=args.out, extractor_weights=args.extractor_weights, cache_dir=args.cache_dir,
+                samples=args.samples, real_split=args.real_split, dataset_json=args.dataset,
+                reference_manifest=args.reference_manifest, scale=args.scale, control=args.control,
+                generator=args.generator, tokenizer=args.tokenizer)
+
+
+def cmd_report(args) -> None:
+    from alitok.evaluation import report
+
+    report.run(out=args.out, fig_dir=args.figure_dir, evaluations=args.evaluations, paper_csv=args.paper,
+               real=args.real, classifier=args.classifier, tokenizer_metrics=args.tokenizer_metrics or (),
+               comparison=args.comparison, generator_logs=args.generator_logs or (), generators=args.generators or ())
+    log.info("report written to %s", args.out)
+
+
+def cmd_compare(args) -> None:
+    from alitok import tracking
+
+    table = tracking.compare(args.profile or _params(args)["name"])
+    print(table.to_string(index=False) if len(table) else "no evaluation runs or paper rows recorded yet")
 
 
 def cmd_import_generator(args) -> None:
@@ -144,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
         p.add_argument("--profile", default=None, help="params profile (default: the file's `profile` key)")
         p.add_argument("--log", type=Path, default=None, help="also write the log to this file")
+        p.add_argument("--mlflow-rule", default=None, help="Snakemake rule name: tags this job's MLflow child run")
+        p.add_argument("--mlflow-wildcards", default=None, help="Snakemake wildcards: tag of this job's MLflow child run")
         p.set_defaults(func=func)
         return p
 
@@ -211,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="final generator checkpoint")
     p.add_argument("--log-out", type=Path, required=True, help="per-step training log (JSON lines)")
     p.add_argument("--curve-out", type=Path, help="training curves of that log (PNG)")
+    p.add_argument("--control", choices=["untrained", "shuffled_labels"],
+                   help="an evaluation control: no training step, or labels permuted across images")
 
     p = add("sample", cmd_sample, "class-conditional samples of one generator: ADM archive (npz) and a per-class grid")
     p.add_argument("--scale", required=True, help="a key of generator.scales (its guidance and seed)")
@@ -219,6 +250,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, required=True, help="per-process blocks in progress (resume from here)")
     p.add_argument("--out-archive", type=Path, required=True, help="samples.npz: arr_0 uint8 NHWC images, arr_1 labels")
     p.add_argument("--out-grid", type=Path, required=True, help="per-class sample grid (PNG)")
+
+    p = add("evaluate", cmd_evaluate, "FID, IS, precision/recall, class-consistency (and speed) of one sample set")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--samples", type=Path, help="an ADM archive (samples.npz) to evaluate")
+    what.add_argument("--real-split", type=Path, help="a split's manifest: evaluate real images (floor and ceiling)")
+    p.add_argument("--extractor-weights", type=Path, required=True,
+                   help="the domain classifier's model.pt, or the local Inception .pth (params evaluation)")
+    p.add_argument("--cache-dir", type=Path, required=True, help="reference statistics, keyed by content and weights")
+    p.add_argument("--dataset", type=Path, help="dataset.json (split references, class count)")
+    p.add_argument("--reference-manifest", type=Path, help="the reference split's manifest (reference kind: split)")
+    p.add_argument("--scale", help="the generator scale that made the samples (its protocol goes in the result)")
+    p.add_argument("--control", choices=["untrained", "shuffled_labels"], help="the samples are of this control")
+    p.add_argument("--generator", type=Path, help="with --tokenizer: also time sampling at evaluation.speed.batch")
+    p.add_argument("--tokenizer", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON")
+
+    p = add("report", cmd_report, "report.md and figures: our metrics with their context, beside the papers' numbers")
+    p.add_argument("--evaluations", type=Path, nargs="+", required=True, help="evaluate outputs, one per generator run")
+    p.add_argument("--paper", type=Path, required=True, help="the papers' published numbers (results/paper/published.csv)")
+    p.add_argument("--real", type=Path, help="evaluation of the real held-out images (floor and ceiling)")
+    p.add_argument("--classifier", type=Path, help="the evaluation classifier's metrics.json")
+    p.add_argument("--tokenizer-metrics", type=Path, nargs="*", help="eval-tokenizer outputs")
+    p.add_argument("--comparison", type=Path, help="stage_comparison.md")
+    p.add_argument("--generator-logs", type=Path, nargs="*", help="train-generator logs (JSON lines)")
+    p.add_argument("--generators", type=Path, nargs="*", help="generator checkpoints (parameter counts, grids)")
+    p.add_argument("--out", type=Path, required=True, help="report.md")
+    p.add_argument("--figure-dir", type=Path, required=True, help="where the figures go")
+
+    add("compare", cmd_compare, "our gFID runs from MLflow beside the papers' published rows")
 
     p = add("import-tokenizer", cmd_import_tokenizer, "convert the released AliTok.pth into this project's format")
     p.add_argument("source", type=Path, help="the released stage-2 tokenizer file (AliTok.pth)")
@@ -239,11 +299,25 @@ def _setup_logging(log_file: Path | None) -> None:
                         handlers=handlers, force=True)
 
 
+def _track(args) -> None:
+    """The job's MLflow child run (only under a pipeline's parent run). Its outputs are already written: a
+    tracking failure is reported, never turned into a failed job whose outputs Snakemake would delete."""
+    from alitok import tracking
+
+    if not os.environ.get(tracking.PARENT_ENV) or args.command in ("params", "compare"):
+        return
+    try:
+        tracking.record_job(args, _params(args))
+    except Exception as e:  # noqa: BLE001 - any MLflow failure
+        log.warning("MLflow: could not record this job (%s: %s); its outputs are complete", type(e).__name__, e)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     try:
         args.func(args)
+        _track(args)
     except _user_errors() as e:
         message = f"alitok {args.command}: error: {e}"
         if args.log:  # the console gets the plain line below; the log file keeps a copy

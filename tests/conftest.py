@@ -16,6 +16,8 @@ def tool_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONHASHSEED", "0")
+    for key in ("MLFLOW_TRACKING_URI", "ALITOK_MLFLOW_PARENT", "ALITOK_MLFLOW_RECORDS"):
+        env.pop(key, None)  # each test's MLflow store is its own project's sqlite:///mlflow.db
     return env
 
 
@@ -34,6 +36,7 @@ def project(tmp_path):
     shutil.copy(REPO / "Snakefile", dest)
     shutil.copy(REPO / "params.yaml", dest)
     shutil.copytree(REPO / "workflow", dest / "workflow")
+    shutil.copytree(REPO / "results" / "paper", dest / "results" / "paper")  # the papers' numbers the report reads
     return dest
 
 

@@ -124,7 +124,7 @@ def test_snakemake_refuses_invalid_params_before_any_job(project):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "classifier.epochs" in out and ">= 1" in out
-    assert not (project / "results").exists()
+    assert not (project / "results" / "smoke").exists()
 
 
 def test_cli_refuses_invalid_params_in_one_line(project):

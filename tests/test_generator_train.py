@@ -78,7 +78,38 @@ def test_logs_loss_accuracy_held_out_and_throughput(ws, uninterrupted):
     assert all(r["tokens_per_s"] > 0 and 0 <= r["acc"] <= 1 and r["loss"] > 0 for r in records)
     held_out = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in held_out] == [6, 12, 18, 20] and all(0 <= r["val_acc"] <= 1 for r in held_out)
+    assert all(abs(r["val_class_gain"]) < r["val_loss"] for r in held_out)  # null-label loss minus true-label loss
     assert records[-1]["loss"] < records[0]["loss"]  # it learns something in 20 steps
+
+
+def test_controls(ws, uninterrupted):
+    """untrained: the seeded initial weights and a one-point log; shuffled_labels: same recipe, other labels."""
+    run(train_cmd(ws, "untrained") + ["--control", "untrained"], cwd=REPO)
+    ck = checkpoint.load(ws / "untrained" / "model.pt", kind="generator")
+    torch.manual_seed(yaml.safe_load((ws / "params.yaml").read_text())["profiles"]["smoke"]["generator"]["training"]["seed"])
+    init = Generator(GeneratorConfig(**ck["config"])).state_dict()
+    assert ck["control"] == "untrained" and ck["steps"] == 0
+    assert all(torch.equal(init[k], v) for k, v in ck["model"].items())
+    (record,) = [json.loads(line) for line in (ws / "untrained" / "log.jsonl").read_text().splitlines()]
+    assert record["step"] == 0 and record["val_loss"] > 0
+
+    run(train_cmd(ws, "shuffled") + ["--control", "shuffled_labels"], cwd=REPO)
+    shuffled = final_state(ws, "shuffled")
+    assert any(not torch.equal(shuffled[k], uninterrupted[k]) for k in shuffled)
+
+
+def test_shuffled_labels_keep_class_counts_and_break_the_pairing(ws):
+    import numpy as np
+
+    from alitok.tokens.store import TokenShards, TrainTokens
+
+    shards = TokenShards(ws / "tokens" / "train")
+    true = np.array([shards[i][1] for i in range(len(shards))])
+    data = TrainTokens(shards, 0, 0.0, 99, shuffle_labels=True)
+    shuffled = np.array([data[(i, i)][1] for i in range(len(shards))])
+    assert sorted(shuffled) == sorted(true) and (shuffled != true).any()
+    again = TrainTokens(shards, 0, 0.0, 99, shuffle_labels=True)
+    assert [again[(7, i)][1] for i in range(len(shards))] == list(shuffled)  # fixed per image, not per draw
 
 
 def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):

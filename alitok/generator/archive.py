@@ -65,3 +65,32 @@ def write_npz(out, blocks: list[Path], labels: np.ndarray) -> None:
                         bar.update(len(a[s : s + CHUNK]))
         with zf.open("arr_1.npy", "w") as f:
             np.lib.format.write_array(f, labels.astype(np.int64), allow_pickle=False)
+
+
+def read_npz(path) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of an ADM-layout archive; images memory-mapped, so a 10 GB archive is read in batches.
+    Works for uncompressed archives (ours, `np.savez`, the ADM reference batches); a compressed one is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sample archive {path} does not exist")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if "arr_0.npy" not in names:
+            raise ValueError(f"{path}: no arr_0 (ADM layout: arr_0 uint8 NHWC images, arr_1 labels); has {names}")
+        info = zf.getinfo("arr_0.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{path}: arr_0 is compressed (np.savez_compressed); re-save it with np.savez to "
+                             "evaluate it memory-mapped")
+        labels = np.load(zf.open("arr_1.npy")) if "arr_1.npy" in names else None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)  # zip local file header: name and extra-field lengths at bytes 26..29
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran:
+        raise ValueError(f"{path}: arr_0 must be uint8 (N, H, W, 3), got {dtype} {shape}")
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape), labels

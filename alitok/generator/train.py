@@ -5,6 +5,10 @@ clipping, bf16 autocast on GPU, DDP under torchrun. `global_batch` is the param;
 the number of accumulation steps follow from it, the world size and the scale's `micro_batch` cap, so a
 run has the same optimisation whatever hardware it lands on. Checkpoints are atomic, self-describing and
 live in a work directory outside the rule's outputs; a rerun resumes exactly.
+
+Two controls for the evaluation's class-consistency share this code: `untrained` (the seeded initial weights,
+no step taken) and `shuffled_labels` (the same recipe on labels permuted across images). Both should give
+samples that the classifier assigns to their class at about chance; if not, the instrument is at fault.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ log = logging.getLogger("alitok.generator")
 
 # (label, log keys, log scale) of the training-curve figure
 CURVES = [("cross-entropy", ["loss", "val_loss"], True), ("next-token accuracy", ["acc", "val_acc"], False),
+          ("class gain (nats/token, null - true label)", ["val_class_gain"], False),
           ("throughput (tokens/s)", ["tokens_per_s"], False)]
 
 
@@ -77,17 +82,26 @@ def held_out_batches(val: TokenShards, batch: int, count: int) -> list[tuple[tor
 
 @torch.no_grad()
 def evaluate(model, batches, device, autocast) -> dict:
+    """Held-out loss and accuracy, and the class gain: the loss with the null class minus the loss with the
+    true one, in nats per token. Near 0, the model ignores its label and guidance has nothing to amplify."""
     model.eval()
-    loss = acc = 0.0
+    loss = acc = null_loss = 0.0
     for labels, codes in batches:
+        labels, codes = labels.to(device), codes.to(device)
         with autocast():
-            l, a = next_token_stats(model(labels.to(device), codes.to(device)), codes.to(device))
-        loss, acc = loss + l.item(), acc + a.item()
+            l, a = next_token_stats(model(labels, codes), codes)
+            n, _ = next_token_stats(model(torch.full_like(labels, model.config.null_class), codes), codes)
+        loss, acc, null_loss = loss + l.item(), acc + a.item(), null_loss + n.item()
     model.train()
-    return {"val_loss": loss / len(batches), "val_acc": acc / len(batches)}
+    k = len(batches)
+    return {"val_loss": loss / k, "val_acc": acc / k, "val_class_gain": (null_loss - loss) / k}
 
 
-def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curve_out=None) -> dict:
+CONTROLS = ("untrained", "shuffled_labels")
+
+
+def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curve_out=None,
+        control: str | None = None) -> dict:
     d = distributed.setup()
     g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
     sc = g["scales"][scale]
@@ -98,11 +112,13 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
         raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
                          f"the generator expects {cfg.seq_len} over {cfg.vocab_size}: re-extract them")
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
-    total = sc["steps"]
+    if control not in (None,) + CONTROLS:
+        raise ParamsError(f"generator control must be one of {', '.join(CONTROLS)}, got {control!r}")
+    total = 0 if control == "untrained" else sc["steps"]
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info})
+    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control})
 
     torch.manual_seed(tr["seed"])
     model = Generator(cfg).to(d.device)
@@ -122,7 +138,8 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
             log.info("resuming generator %s from %s at step %d/%d", scale, ckpt_path, step, total)
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
-    data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class)
+    data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class,
+                       shuffle_labels=control == "shuffled_labels")
     loader = train_loader(data, start_step=step, total_steps=total, global_batch=tr["global_batch"], seed=tr["seed"],
                           rank=d.rank, world=d.world_size, workers=tr["workers"], accum=accum)
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
@@ -167,12 +184,15 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
                                                  "step": step, "params_hash": run_hash, "model": model.state_dict(),
                                                  "opt": opt.state_dict()})
     bar.close()
+    if total == 0 and d.is_main:  # the untrained control: its held-out loss is the curve's one point
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"step": 0, **evaluate(model, val_batches, d.device, autocast)}) + "\n")
 
-    summary = {"scale": scale, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
+    summary = {"scale": scale, "control": control, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
                "accumulation": accum, "world_size": d.world_size}
     if d.is_main:
         checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
-                              "params_hash": run_hash, "steps": total, "scale": scale})
+                              "params_hash": run_hash, "steps": total, "scale": scale, "control": control})
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
         if curve_out is not None:
             plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {scale}")

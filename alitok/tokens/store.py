@@ -70,10 +70,19 @@ class TrainTokens:
     """Training items keyed by (stream position, index): one of the image's crops and its label, with the
     label replaced by `null_class` with probability `class_dropout`. Both draws come from a generator seeded
     by (seed, position), so a step sees the same sequences for any number of processes or workers, and a
-    resumed run sees what the killed one would have (the release uses Python `random`, which does neither)."""
+    resumed run sees what the killed one would have (the release uses Python `random`, which does neither).
 
-    def __init__(self, shards: TokenShards, seed: int, class_dropout: float, null_class: int):
+    `shuffle_labels` is the evaluation control: each image keeps one label drawn by a fixed permutation of all
+    labels (same class counts, no relation to the image), so a generator trained on it can learn the images but
+    not the classes; its samples' class-consistency must sit near chance."""
+
+    def __init__(self, shards: TokenShards, seed: int, class_dropout: float, null_class: int,
+                 shuffle_labels: bool = False):
         self.shards, self.seed, self.p, self.null = shards, seed, class_dropout, null_class
+        self.label_of = None
+        if shuffle_labels:
+            labels = np.concatenate([np.asarray(lab) for lab in shards.labels])
+            self.label_of = labels[np.random.default_rng([seed, len(labels)]).permutation(len(labels))]
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -84,6 +93,8 @@ class TrainTokens:
         position, index = key
         rng = np.random.default_rng([self.seed, int(position)])
         crops, label = self.shards[int(index)]
+        if self.label_of is not None:
+            label = int(self.label_of[int(index)])
         crop = int(rng.integers(crops.shape[0]))
         if rng.random() < self.p:
             label = self.null

@@ -15,10 +15,11 @@ rule train_classifier:
     params:
         classifier=P.get("classifier"),
         out_dir=f"{OUT}/classifier",
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/train_classifier.log",
     benchmark:
         f"{OUT}/benchmarks/train_classifier.tsv"
     shell:
-        "alitok train-classifier {PARAMS} --train {input.train} --val {input.val} --dataset {input.info}"
+        "alitok train-classifier {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --train {input.train} --val {input.val} --dataset {input.info}"
         " --out-dir {params.out_dir} --log {log}"

@@ -4,6 +4,11 @@ from snakemake.exceptions import WorkflowError
 
 # Helpers shared by the rule files: which inputs exist depends on the params profile.
 
+# Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 when a rule declares none), and torch obeys it: a
+# training job without this ran on one core of two. Torch jobs ask for every core; Snakemake lowers the
+# request to what --cores allows, and a cluster executor turns it into the job's CPU request.
+TORCH_THREADS = workflow.cores
+
 
 def dataset_root():
     """The ImageFolder tree the data stage scans: generated for the embedded source, else params."""
@@ -18,14 +23,25 @@ def dataset_root():
     return root
 
 
+def local_file(path, key, what):
+    """A file the user provides (weights, reference batches): missing is an error saying what goes where."""
+    if not os.path.isfile(path):
+        raise WorkflowError(f"params profile '{PROFILE}': {key} = {path} does not exist. Put {what} there or set "
+                            f"{key} in params.yaml (docs/evaluation.md).")
+    return path
+
+
 def uses_classifier():
     # The domain classifier exists for the embedded data only; ImageNet evaluation uses Inception.
     return P["data"]["source"] == "embedded"
 
 
 def final_targets():
+    if "release" in P:  # released weights: no data, no training; sample, evaluate, report
+        return [f"{OUT}/tokenizer/stage2.pt", f"{OUT}/report.md"]
     targets = [f"{OUT}/data/dataset.json", f"{OUT}/tokenizer/stage2.pt"]
-    targets += [f"{OUT}/generator/{scale}/samples_grid.png" for scale in P["generator"]["run"]]
+    targets += [f"{OUT}/generator/{run}/samples_grid.png" for run in generator_runs()]
+    targets.append(f"{OUT}/report.md")
     if uses_classifier():
         # reconstruction metrics use the domain classifier; ImageNet rFID (Inception) comes with evaluation
         targets.append(f"{OUT}/classifier/metrics.json")

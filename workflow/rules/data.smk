@@ -14,7 +14,7 @@ if P["data"]["source"] == "embedded":
         benchmark:
             f"{OUT}/benchmarks/make_dataset.tsv"
         shell:
-            "alitok make-dataset {PARAMS} --out {output} --log {log}"
+            "alitok make-dataset {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --out {output} --log {log}"
 
 
 rule prepare_data:
@@ -35,4 +35,4 @@ rule prepare_data:
     benchmark:
         f"{OUT}/benchmarks/prepare_data.tsv"
     shell:
-        "alitok prepare-data {PARAMS} --root {input.root} --out-dir {params.out_dir} --log {log}"
+        "alitok prepare-data {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --root {input.root} --out-dir {params.out_dir} --log {log}"

@@ -28,12 +28,13 @@ rule train_perceptual_net:
     params:
         section=P.get("perceptual_net"),
         out_dir=f"{OUT}/perceptual_net",
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/train_perceptual_net.log",
     benchmark:
         f"{OUT}/benchmarks/train_perceptual_net.tsv"
     shell:
-        "alitok train-classifier {PARAMS} --section perceptual_net --train {input.train} --val {input.val}"
+        "alitok train-classifier {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --section perceptual_net --train {input.train} --val {input.val}"
         " --dataset {input.info} --out-dir {params.out_dir} --log {log}"
 
 
@@ -50,12 +51,13 @@ rule train_tokenizer_stage1:
         tokenizer={**TOK_COMMON, "stage1": TOK["stage1"]},
         work=f"{OUT}/work/tokenizer_stage1",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/train_tokenizer_stage1.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage1.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --stage 1 --train {input.train} --dataset {input.info} {params.perceptual}"
+        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --train {input.train} --dataset {input.info} {params.perceptual}"
         " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
@@ -73,12 +75,13 @@ rule train_tokenizer_stage2:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"], "stage2_init": TOK["stage2_init"]},
         work=f"{OUT}/work/tokenizer_stage2",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/train_tokenizer_stage2.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage2.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --stage 2 --init {input.stage1} --train {input.train} --dataset {input.info}"
+        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 2 --init {input.stage1} --train {input.train} --dataset {input.info}"
         " {params.perceptual} --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
@@ -97,12 +100,13 @@ rule train_tokenizer_stage1_continued:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"]},
         work=f"{OUT}/work/tokenizer_stage1_continued",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/train_tokenizer_stage1_continued.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage1_continued.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --stage 1 --phases-from 2 --init {input.stage1} --train {input.train}"
+        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --phases-from 2 --init {input.stage1} --train {input.train}"
         " --dataset {input.info} {params.perceptual} --work-dir {params.work} --out {output.ckpt}"
         " --log-out {output.log} --curve-out {output.curve} --log {log}"
 
@@ -118,10 +122,11 @@ rule eval_tokenizer:
         grid=f"{OUT}/tokenizer/{{variant}}_recon.png",
     wildcard_constraints:
         variant="stage1|stage2|stage1_continued",
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/eval_tokenizer_{{variant}}.log",
     shell:
-        "alitok eval-tokenizer {PARAMS} --tokenizer {input.ckpt} --val {input.val} --dataset {input.info}"
+        "alitok eval-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --tokenizer {input.ckpt} --val {input.val} --dataset {input.info}"
         " --classifier {input.classifier} --out-metrics {output.metrics} --out-grid {output.grid} --log {log}"
 
 
@@ -135,5 +140,5 @@ rule compare_tokenizer_stages:
     log:
         f"{LOGS}/compare_tokenizer_stages.log",
     shell:
-        "alitok compare-tokenizer-stages {PARAMS} --stage1 {input.stage1} --stage2 {input.stage2}"
+        "alitok compare-tokenizer-stages {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage1 {input.stage1} --stage2 {input.stage2}"
         " --control {input.control} --out {output} --log {log}"

@@ -14,11 +14,12 @@ rule extract_tokens:
     params:
         tokens=P["tokens"],
         work=lambda wildcards: f"{OUT}/work/tokens_{wildcards.split}",
+    threads: TORCH_THREADS
     log:
         f"{LOGS}/extract_tokens_{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/extract_tokens_{{split}}.tsv"
     shell:
-        "alitok extract-tokens {PARAMS} --tokenizer {input.tokenizer} --split {wildcards.split}"
+        "alitok extract-tokens {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --tokenizer {input.tokenizer} --split {wildcards.split}"
         " --manifest {input.manifest} --dataset {input.info} --work-dir {params.work} --out-dir {output} --log {log}"
 

@@ -1,0 +1,1 @@
+"""Evaluation stage: generative metrics of sample sets against a reference, speed, the report."""

@@ -1,0 +1,123 @@
+"""Evaluation stage: FID, IS, precision/recall and class-consistency of one sample set, with its protocol.
+
+A sample set is a generator's ADM archive (read memory-mapped, one feature pass) or, for context, the real
+held-out images: their FID against the training reference is the floor a generator could reach, and their
+class-consistency is the classifier's own held-out accuracy, the ceiling. Each result records every protocol
+detail that moves FID (sample count, label layout, guidance, temperature, weights, uint8 rule, reference,
+extractor and its weights' hash), and the sampling speed at the paper's batch 64 on the named hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+
+import numpy as np
+import torch
+
+from alitok import atomic
+from alitok.evaluation import reference
+from alitok.generator.archive import read_npz
+from alitok.metrics import generative
+
+log = logging.getLogger("alitok.evaluation")
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+@torch.no_grad()
+def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: int, repeats: int) -> dict:
+    """Images/s of generate + decode at `batch`, after one untimed warm-up call, with the run's own settings."""
+    from alitok.generator.release import load_generator
+    from alitok.generator.sampling import generate
+    from alitok.tokenizer.release import load_tokenizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, tok = load_generator(generator_path).to(device), load_tokenizer(tokenizer_path).to(device)
+    s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
+    labels = torch.arange(batch, device=device) % model.config.num_classes
+
+    def once():
+        codes = generate(model, labels, torch.arange(batch, device=device), seed=sc["sample_seed"],
+                         guidance=sc["guidance"], power=sc["guidance_power"], temperature=s["temperature"],
+                         top_k=s["top_k"], top_p=s["top_p"])
+        tok.decode_tokens(codes)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    once()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    seconds = time.perf_counter() - start
+    return {"images_per_s": batch * repeats / seconds, "batch": batch, "repeats": repeats, "hardware": hardware(),
+            "precision": "fp32", "includes_decoding": True}
+
+
+def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict) -> dict:
+    """Every setting that moves the numbers, stored with them."""
+    e = p["evaluation"]
+    out = {"profile": p["name"], "num_samples": num_samples, "reference": {**e["reference"], "key": ref["name"]},
+           "extractor": e["extractor"], "prc_k": e["prc_k"], "isc_splits": e["isc_splits"]}
+    if scale is not None:
+        s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
+        out.update(scale=scale, control=control, weights="raw (no EMA)", guidance=sc["guidance"],
+                   guidance_schedule="constant" if sc["guidance_power"] is None else
+                   f"cosine-power, power {sc['guidance_power']}", temperature=s["temperature"], top_k=s["top_k"],
+                   top_p=s["top_p"], uint8=s["uint8"], label_layout=s["labels"], sample_seed=sc["sample_seed"])
+    return out
+
+
+def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=None, dataset_json=None,
+        reference_manifest=None, scale: str | None = None, control: str | None = None, generator=None,
+        tokenizer=None) -> dict:
+    """Metrics JSON of `samples` (an ADM archive) or of the real images listed in `real_split` (a manifest)."""
+    e = p["evaluation"]
+    if (samples is None) == (real_split is None):
+        raise ValueError("evaluate exactly one of: a sample archive, a real split")
+    cuda = torch.cuda.is_available()
+    net = generative.extractor(e["extractor"], extractor_weights, cuda=cuda)
+    ref = reference.load(e["reference"], net, extractor_weights, cache_dir, batch=e["batch"],
+                         manifest_csv=reference_manifest, dataset_json=dataset_json,
+                         image_size=p["data"]["image_size"])
+    if samples is not None:
+        images, labels = read_npz(samples)
+    else:
+        images = reference.split_images(real_split, dataset_json, p["data"]["image_size"])
+        from alitok.data import manifest
+
+        labels = np.array([r.label for r in manifest.read_manifest(real_split)])
+    feats = generative.features(images, net, e["batch"], cuda=cuda)
+    isc_mean, isc_std = generative.inception_score(feats["logits_unbiased"], e["isc_splits"])
+    precision, recall = generative.precision_recall(feats["pool"], ref["pool"], e["prc_k"])
+    metrics = {
+        "fid": generative.fid(generative.statistics(feats["pool"]), ref),
+        "is": isc_mean, "is_std": isc_std, "precision": precision, "recall": recall,
+        "num_samples": len(images),
+        "protocol": protocol(p, scale, control, len(images), ref),
+        "extractor_weights_sha256": generative.weights_digest(extractor_weights, 64),
+        "source": str(samples if samples is not None else real_split),
+    }
+    if e["extractor"] == "domain_classifier" and labels is not None:
+        metrics["class_consistency"] = generative.class_consistency(feats["logits"], labels)
+        from alitok.data import manifest
+
+        metrics["chance"] = 1.0 / len(manifest.read_dataset_info(dataset_json)["classes"])
+    if generator is not None and tokenizer is not None:
+        metrics["speed"] = sampling_speed(generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"])
+    atomic.write_json(out, metrics)
+    log.info("evaluated %s: FID %.3f, IS %.2f, precision %.3f, recall %.3f%s", metrics["source"], metrics["fid"],
+             isc_mean, precision, recall,
+             f", class-consistency {metrics['class_consistency']:.3f}" if "class_consistency" in metrics else "")
+    return metrics

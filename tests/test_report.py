@@ -1,0 +1,73 @@
+"""The report: verdicts on the smoke claims, gaps to the paper only where the protocol matches, figures written."""
+
+import json
+
+import pytest
+import torch
+
+from alitok.evaluation import report
+from conftest import REPO
+
+PAPER = REPO / "results" / "paper" / "published.csv"
+
+
+def _evaluation(path, cc, control=None, extractor="alitok-domain", kind="split", fid=50.0):
+    m = {"fid": fid, "is": 2.0, "precision": 0.5, "recall": 0.4, "num_samples": 200, "class_consistency": cc,
+         "chance": 0.1, "speed": {"images_per_s": 30.0, "batch": 64, "hardware": "cpu x (torch)", "precision": "fp32"},
+         "protocol": {"profile": "smoke", "control": control, "extractor": extractor, "prc_k": 3, "isc_splits": 10,
+                      "reference": {"kind": kind, "key": "train-abc"}, "guidance": 4.0}}
+    if cc is None:
+        del m["class_consistency"], m["chance"]
+    path.write_text(json.dumps(m))
+    return path
+
+
+def test_published_numbers_cite_their_source():
+    import pandas as pd
+
+    paper = pd.read_csv(PAPER)
+    assert {"paper", "version", "table", "model", "metric", "value", "source", "evidence"} <= set(paper.columns)
+    assert paper.source.str.match(r"(alitok|ctf)\.md §\d").all() and paper.value.notna().all()
+    release = paper[(paper.table == "release (ImageNet-256)") & (paper.metric == "gfid")]
+    assert dict(zip(release.model, release.value)) == {"AliTok-B": 1.50, "AliTok-L": 1.42, "AliTok-XL": 1.35}
+    assert {"Table 1 (ImageNet-256)", "Table 2 speed (1x A100 batch 64)"} <= set(paper[paper.paper == "ctf"].table)
+
+
+def test_chance_band_and_verdicts(tmp_path):
+    assert report.chance_band(0.1, 200) == pytest.approx(3 * (0.09 / 200) ** 0.5)
+    evals = {"S": json.loads(_evaluation(tmp_path / "S.json", 0.85).read_text()),
+             "S-untrained": json.loads(_evaluation(tmp_path / "u.json", 0.11, "untrained").read_text()),
+             "S-shuffled_labels": json.loads(_evaluation(tmp_path / "s.json", 0.40, "shuffled_labels").read_text())}
+    text = "\n".join(report.verdicts(evals, None))
+    assert "`S`: class-consistency 85.0% against the goal of 80%: **met**" in text
+    assert "`S-untrained`" in text and "**near chance, as it must be**" in text
+    assert "`S-shuffled_labels`: class-consistency 40.0%" in text and "NOT near chance" in text
+
+
+def test_gap_only_where_protocol_matches():
+    assert not report.comparable({"protocol": {"extractor": "domain_classifier", "reference": {"kind": "split"}}})
+    assert report.comparable({"protocol": {"extractor": "inception-v3-compat", "reference": {"kind": "adm_npz"}}})
+
+
+def test_report_and_figures(tmp_path):
+    from alitok.models.generator import Generator, GeneratorConfig
+
+    gen = tmp_path / "generator" / "S"
+    gen.mkdir(parents=True)
+    model = Generator(GeneratorConfig(arch="alitok", width=16, depth=1, heads=2, vocab_size=8, num_classes=3,
+                                      num_prefix=3, grid=2))
+    torch.save({"model": model.state_dict()}, gen / "model.pt")
+    (gen / "log.jsonl").write_text(json.dumps({"step": 10, "val_loss": 3.0, "val_acc": 0.2, "val_class_gain": 0.01}))
+    evals = [_evaluation(tmp_path / "S.json", 0.3)]
+    report.run(out=tmp_path / "report.md", fig_dir=tmp_path / "figures", evaluations=evals, paper_csv=PAPER,
+               generator_logs=[gen / "log.jsonl"], generators=[gen / "model.pt"])
+    text = (tmp_path / "report.md").read_text()
+    assert "**not met**" in text and "no gap to the papers is computed" in text and "0.0100" in text
+    for f in report.FIGURES:
+        assert (tmp_path / "figures" / f).stat().st_size > 1000
+        assert f"figures/{f}" in text
+
+    comparable = [_evaluation(tmp_path / "B.json", None, extractor="inception-v3-compat", kind="adm_npz", fid=1.61)]
+    report.run(out=tmp_path / "r2.md", fig_dir=tmp_path / "f2", evaluations=comparable, paper_csv=PAPER)
+    text = (tmp_path / "r2.md").read_text()
+    assert "the gap is meaningful" in text and "| B | 1.610 |" in text

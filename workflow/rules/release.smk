@@ -1,0 +1,34 @@
+# Released weights instead of training (params `release`, the release256 profile): the tokenizer and each
+# generator scale are imported from local files into the paths the training rules would write, so sampling,
+# evaluation and the report run unchanged. The import rules win over training where both could make a file.
+
+if "release" in P:
+    REL = P["release"]
+
+    rule import_tokenizer:
+        input:
+            local_file(REL["tokenizer"], "release.tokenizer", "the released stage-2 tokenizer AliTok.pth"),
+        output:
+            f"{OUT}/tokenizer/stage2.pt",
+        threads: TORCH_THREADS
+        log:
+            f"{LOGS}/import_tokenizer.log",
+        shell:
+            "alitok import-tokenizer {input} --out {output} {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --log {log}"
+
+    rule import_generator:
+        input:
+            lambda wildcards: local_file(REL["generators"][wildcards.run], f"release.generators.{wildcards.run}",
+                                         "a released generator (alitok_b.bin, alitok_l.bin or alitok_xl.bin)"),
+        output:
+            f"{OUT}/generator/{{run}}/model.pt",
+        wildcard_constraints:
+            run="|".join(REL["generators"]),
+        params:
+            size=lambda wildcards: P["generator"]["scales"][wildcards.run].get("size", ""),
+        threads: TORCH_THREADS
+        log:
+            f"{LOGS}/import_generator_{{run}}.log",
+        shell:
+            "alitok import-generator {input} --size {params.size} --out {output} {PARAMS}"
+            " --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --log {log}"

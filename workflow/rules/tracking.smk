@@ -1,0 +1,23 @@
+# MLflow: one parent run per real invocation (Snakemake skips onstart on dry runs); jobs add child runs under
+# it (alitok/tracking.py). Tracking never fails the workflow: a broken store is a warning.
+
+
+def _tracking(action):
+    try:
+        from alitok import tracking
+
+        action(tracking)
+    except Exception as e:  # noqa: BLE001
+        print(f"MLflow: {type(e).__name__}: {e} (the pipeline runs on, untracked)", file=sys.stderr)
+
+
+onstart:
+    _tracking(lambda t: t.start_pipeline(P, sys.argv))
+
+
+onsuccess:
+    _tracking(lambda t: t.end_pipeline(True))
+
+
+onerror:
+    _tracking(lambda t: t.end_pipeline(False))
