@@ -170,11 +170,21 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     # A sampling change resamples; a generator optimizer change retrains the generator; neither re-extracts.
     edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=2))  # undo
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=4))
+    runs = 3  # S and its two controls
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
-    assert jobs.get("sample_generator") == 1 and "train_generator" not in jobs and "extract_tokens" not in jobs
+    assert jobs.get("sample_generator") == runs and "train_generator" not in jobs and "extract_tokens" not in jobs
+    assert jobs.get("evaluate_generator") == runs and jobs.get("write_report") == 1
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"].setdefault("optimizer", {}).update(lr=5e-4))
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
-    assert jobs.get("train_generator") == 1 and jobs.get("sample_generator") == 1 and "extract_tokens" not in jobs
+    assert jobs.get("train_generator") == runs and jobs.get("sample_generator") == runs and "extract_tokens" not in jobs
+
+    # An evaluation change re-evaluates and rewrites the report; it never resamples or retrains.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["optimizer"].update(lr=1e-3))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=8))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["evaluation"].update(batch=8))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("evaluate_generator") == runs and jobs.get("evaluate_real") == 1
+    assert "sample_generator" not in jobs and "train_generator" not in jobs
 
 
 def _check_mlflow(project):
