@@ -52,7 +52,8 @@ def cmd_make_dataset(args) -> None:
     emb = data["embedded"]
     summary = synthetic.write_dataset(
         args.out, seed=emb["seed"], num_classes=emb["num_classes"], image_size=data["image_size"],
-        train_per_class=emb["train_per_class"], val_per_class=emb["val_per_class"])
+        train_per_class=emb["train_per_class"], val_per_class=emb["val_per_class"],
+        variation=synthetic.Variation.from_params(emb["variation"]))
     log.info("embedded dataset written to %s: %s", args.out, summary)
 
 

@@ -74,7 +74,8 @@ def make_tiny_data(ws: Path, train_per_class: int, val_per_class: int) -> dict:
     emb = p["data"]["embedded"]
     synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
                             image_size=p["data"]["image_size"], train_per_class=train_per_class,
-                            val_per_class=val_per_class)
+                            val_per_class=val_per_class,
+                            variation=synthetic.Variation.from_params(emb["variation"]))
     prepare.run(p["data"], ws / "images", ws / "data")
     return p
 

@@ -6,18 +6,21 @@ import json
 import pytest
 import torch
 
-from alitok import atomic
+from alitok import atomic, config
 from alitok.classifier import train
 from alitok.data import synthetic
 from alitok.data.manifest import Record, write_manifest
 from alitok.models.classifier import Classifier, ClassifierConfig
+from conftest import REPO
 
 
 def _prepare(tmp_path, *, num_classes, image_size, train_per_class, val_per_class):
     """Generate a dataset and write its manifests and dataset.json (stand-in for the data-prep stage)."""
     root = tmp_path / "data"
     summary = synthetic.write_dataset(root, seed=0, num_classes=num_classes, image_size=image_size,
-                                      train_per_class=train_per_class, val_per_class=val_per_class)
+                                      train_per_class=train_per_class, val_per_class=val_per_class,
+                                      variation=synthetic.Variation.from_params(
+                                          config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]["variation"]))
     for split in ("train", "val"):
         records = [
             Record(p.relative_to(root).as_posix(), label, folder, image_size, image_size,

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from alitok import config
-from conftest import REPO, run
+from conftest import REPO, edit_params, run
 
 PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512"]
 
@@ -118,8 +118,7 @@ def test_section_hash_stable_and_sensitive():
 
 
 def test_snakemake_refuses_invalid_params_before_any_job(project):
-    text = (project / "params.yaml").read_text().replace("epochs: 20", "epochs: -1", 1)
-    (project / "params.yaml").write_text(text)
+    edit_params(project, lambda d: d["profiles"]["smoke"]["classifier"].update(epochs=-1))
     proc = run(["snakemake", "-n"], cwd=project, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

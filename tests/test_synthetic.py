@@ -4,16 +4,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from alitok import config
 from alitok.data import synthetic
+from conftest import REPO
+
+SMOKE = synthetic.Variation.from_params(config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]["variation"])
+# The previous smoke dataset: any pose, any colour, mean colour reset per image.
+ANY_POSE = synthetic.Variation(radius=(0.55, 0.85), max_offset=1.0, max_rotation_deg=180.0, max_texture_angle_deg=90.0,
+                               texture_cycles=(1.2, 2.0), palette=0, background_amplitude=30.0, mean_reset=True,
+                               equal_area=False)
 
 
 def _files(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
 
 
-def _write(out, seed=0, train=3, val=2, size=32, num_classes=4):
+def _write(out, seed=0, train=3, val=2, size=32, num_classes=4, variation=SMOKE):
     return synthetic.write_dataset(out, seed=seed, num_classes=num_classes, image_size=size,
-                                   train_per_class=train, val_per_class=val)
+                                   train_per_class=train, val_per_class=val, variation=variation)
 
 
 def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
@@ -50,14 +58,14 @@ def test_image_size(tmp_path, size):
     for p in (tmp_path / "d").rglob("*.png"):
         with Image.open(p) as im:
             assert im.mode == "RGB" and im.size == (size, size)
-    img = synthetic.render(0, "val", 1, 0, size)
+    img = synthetic.render(0, "val", 1, 0, size, SMOKE)
     assert img.dtype == np.uint8 and img.shape == (size, size, 3)
 
 
 def test_png_matches_render(tmp_path):
     _write(tmp_path / "d", train=1, val=1, num_classes=2)
     with Image.open(tmp_path / "d" / "val" / synthetic.folder_name(1) / "00000.png") as im:
-        assert np.array_equal(np.asarray(im), synthetic.render(0, "val", 1, 0, 32))
+        assert np.array_equal(np.asarray(im), synthetic.render(0, "val", 1, 0, 32, SMOKE))
 
 
 def test_num_classes_out_of_range(tmp_path):
@@ -65,12 +73,13 @@ def test_num_classes_out_of_range(tmp_path):
         _write(tmp_path / "d", num_classes=len(synthetic.CLASSES) + 1)
 
 
-def test_mean_colour_carries_no_class_information():
+@pytest.mark.parametrize("variation", [SMOKE, ANY_POSE], ids=["smoke", "any_pose"])
+def test_mean_colour_carries_no_class_information(variation):
     """Nearest-centroid and 15-NN on the mean RGB alone stay near chance on held-out images."""
     num_classes, n_train, n_val, size = 10, 100, 40, 32
 
     def mean_rgb(split, n):
-        x = np.array([synthetic.render(0, split, c, i, size).mean(axis=(0, 1)) for c in range(num_classes) for i in range(n)])
+        x = np.array([synthetic.render(0, split, c, i, size, variation).mean(axis=(0, 1)) for c in range(num_classes) for i in range(n)])
         return x, np.repeat(np.arange(num_classes), n)
 
     train_x, train_y = mean_rgb("train", n_train)
@@ -85,3 +94,52 @@ def test_mean_colour_carries_no_class_information():
     neighbours = train_y[np.argsort(dist, axis=1)[:, :15]]
     votes = np.stack([(neighbours == c).sum(1) for c in range(num_classes)], axis=1)
     assert (votes.argmax(1) == val_y).mean() <= 2 * chance
+
+
+def _edge_map(img):
+    """Unit-norm gradient magnitude of the luminance: where the shape's outline is, whatever its colours."""
+    lum = img.astype(np.float64).mean(axis=-1)
+    g = np.hypot(*np.gradient(lum))
+    return (g - g.mean()) / (np.linalg.norm(g - g.mean()) + 1e-9)
+
+
+@pytest.mark.parametrize("label", [1, 4, 7])  # square, cross, square_checker
+def test_narrow_variation_gives_alike_outlines(label):
+    """The variation params are honoured: at the smoke ranges, two images of one class have outlines more alike
+    than at any pose; and the seed still makes every image different."""
+    def mean_pair_correlation(variation):
+        maps = [_edge_map(synthetic.render(0, "train", label, i, 32, variation)) for i in range(24)]
+        return np.mean([(a * b).sum() for j, a in enumerate(maps) for b in maps[j + 1:]])
+
+    assert mean_pair_correlation(SMOKE) > mean_pair_correlation(ANY_POSE) + 0.1
+    first = synthetic.render(0, "train", label, 0, 32, SMOKE)
+    assert not np.array_equal(first, synthetic.render(0, "train", label, 1, 32, SMOKE))
+
+
+def test_palette_colours_and_equal_areas():
+    """palette k: a plain-background solid shape shows only table colours; equal_area: a disk drawn at the same
+    radius covers about the triangle's area, not its own 2.4x."""
+    from dataclasses import replace
+
+    plain = replace(SMOKE, background_amplitude=0.0, max_rotation_deg=0.0, radius=(0.8, 0.8))
+    img = synthetic.render(0, "train", 0, 0, 32, plain)
+    corner = img[0, 0].astype(float)
+    assert np.min(np.linalg.norm(synthetic.PALETTE[:SMOKE.palette] - corner, axis=1)) < 1.0
+    areas = {}
+    for label in (0, 2):  # disk, triangle
+        img = synthetic.render(0, "train", label, 0, 32, plain).astype(float)
+        areas[label] = (np.linalg.norm(img - img[0, 0], axis=-1) > 60).mean()
+    assert abs(areas[0] / areas[2] - 1) < 0.15
+    unequal = replace(plain, equal_area=False)
+    disk = synthetic.render(0, "train", 0, 0, 32, unequal).astype(float)
+    assert (np.linalg.norm(disk - disk[0, 0], axis=-1) > 60).mean() > 1.8 * areas[2]
+
+
+def test_variation_rejects_bad_ranges():
+    from dataclasses import asdict
+
+    bad = asdict(SMOKE) | {"radius": [0.8, 0.6]}
+    with pytest.raises(ValueError, match="radius"):
+        synthetic.Variation.from_params(bad)
+    with pytest.raises(ValueError, match="palette"):
+        synthetic.Variation.from_params(asdict(SMOKE) | {"palette": 2})

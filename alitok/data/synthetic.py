@@ -3,6 +3,8 @@
 Classes differ only in shape and texture. Everything else (position, scale, rotation, colours, background,
 texture frequency, phase and orientation) is drawn from one class-independent distribution, and each image's
 mean colour is reset to a class-independent target, so a model has to look at structure, as on real images.
+How far position, scale and orientation vary is a params choice (`Variation`): a generator trained for
+CPU-minutes can learn a shape at a few poses, not at every pose (docs/data.md).
 Each image is seeded by (seed, split, class, index) alone: adding images never changes existing ones, and
 the same seed gives byte-identical files.
 """
@@ -10,6 +12,7 @@ the same seed gives byte-identical files.
 from __future__ import annotations
 
 import io
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +41,52 @@ SPLITS = ("train", "val")
 
 # Generation constants. Lengths are in units of half the image side (the image spans [-1, 1]).
 SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
-# Shapes and textures are coarse on purpose: at 32 px a texture period spans 2-3 of the tokenizer's 4-px
-# patches, so a tokenizer trained for CPU-minutes can still draw what tells the classes apart (docs/data.md).
-RADIUS = (0.55, 0.85)  # shape circumradius
-TEXTURE_CYCLES = (1.2, 2.0)  # texture periods per unit length
 DOT_RADIUS = 0.3  # dot radius as a fraction of the dot spacing
 MIN_CONTRAST = 120.0  # RGB distance between shape, texture and background colours
-BACKGROUND_AMPLITUDE = 30.0  # per-channel swing of gradient and noise backgrounds
+# A fixed colour table for `Variation.palette` (the first k entries are used): saturated, well separated.
+PALETTE = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (145, 30, 180), (70, 240, 240),
+    (240, 50, 230), (250, 250, 250), (20, 20, 20), (245, 130, 48), (0, 0, 128), (128, 128, 0),
+], dtype=np.float64)
 NOISE_CELLS = 3  # smooth noise: random values on a (cells+1)^2 lattice, interpolated
 MEAN_RANGE = (64.0, 192.0)  # per-channel target mean colour, the same for every class
+
+
+@dataclass(frozen=True)
+class Variation:
+    """Within-class pose and texture ranges (params `data.embedded.variation`). Lengths are in half-sides.
+    Shapes and textures are coarse on purpose: at 32 px a texture period should span 2-3 of the tokenizer's
+    4-px patches, so a tokenizer trained for CPU-minutes can still draw what tells the classes apart."""
+
+    radius: tuple[float, float]  # shape circumradius
+    max_offset: float  # shape centre, per axis, from the image centre (also kept inside the image)
+    max_rotation_deg: float  # shape orientation, either side of upright (180: any)
+    max_texture_angle_deg: float  # texture orientation, either side of vertical stripes (90: any)
+    texture_cycles: tuple[float, float]  # texture periods per unit length
+    palette: int  # 0: any RGB colour; k: colours from the first k entries of PALETTE
+    background_amplitude: float  # per-channel swing of gradient and noise backgrounds
+    mean_reset: bool  # shift each image to a random class-independent mean colour
+    equal_area: bool  # scale each shape to the smallest shape's area at the same radius draw
+
+    def __post_init__(self):
+        for name in ("radius", "texture_cycles"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"data.embedded.variation.{name} must be [low, high] with 0 < low <= high, "
+                                 f"got {[low, high]}")
+        if not 0 <= self.palette <= len(PALETTE) or self.palette in (1, 2):
+            raise ValueError(f"data.embedded.variation.palette must be 0 (any colour) or 3..{len(PALETTE)} "
+                             f"(background, shape and texture colours differ), got {self.palette}")
+        if self.radius[1] > 1:
+            raise ValueError(f"data.embedded.variation.radius: a circumradius over 1 half-side leaves the image, "
+                             f"got {self.radius[1]}")
+
+    @classmethod
+    def from_params(cls, v: dict) -> "Variation":
+        return cls(radius=tuple(v["radius"]), max_offset=v["max_offset"], max_rotation_deg=v["max_rotation_deg"],
+                   max_texture_angle_deg=v["max_texture_angle_deg"], texture_cycles=tuple(v["texture_cycles"]),
+                   palette=v["palette"], background_amplitude=v["background_amplitude"],
+                   mean_reset=v["mean_reset"], equal_area=v["equal_area"])
 
 
 def folder_name(label: int) -> str:
@@ -89,6 +129,18 @@ def _star(u, v, points=5, inner=0.45):
 SHAPES = {"disk": _disk, "square": _square, "triangle": _triangle, "ring": _ring, "cross": _cross, "star": _star}
 
 
+def _area(shape, n=601) -> float:
+    """Area of a shape at circumradius 1, on an n x n grid over [-1.2, 1.2]^2."""
+    c = np.linspace(-1.2, 1.2, n)
+    u, v = np.meshgrid(c, c)
+    return float(SHAPES[shape](u, v).mean() * 2.4**2)
+
+
+# Radius factor that gives every shape the smallest shape's area (`Variation.equal_area`): without a palette
+# mean reset, a larger shape would shift the mean colour toward the foreground, a class cue.
+AREA_SCALE = {k: float(np.sqrt(min(map(_area, SHAPES)) / _area(k))) for k in SHAPES}
+
+
 # --- textures: boolean patterns in rotated image coordinates (p, q), f cycles per unit ---
 
 def _stripes(p, q, f, rng):
@@ -108,8 +160,12 @@ def _dots(p, q, f, rng):
 TEXTURES = {"stripes": _stripes, "checker": _checker, "dots": _dots}
 
 
-def _colour_away_from(rng, *others):
-    """A uniform RGB colour at least MIN_CONTRAST from every colour in `others` (rejection sampling)."""
+def _colour_away_from(rng, palette: int, *others):
+    """A colour at least MIN_CONTRAST from every colour in `others`: uniform over the allowed palette entries,
+    or over RGB (rejection sampling) when palette is 0."""
+    if palette:
+        allowed = [c for c in PALETTE[:palette] if all(np.linalg.norm(c - o) >= MIN_CONTRAST for o in others)]
+        return allowed[rng.integers(len(allowed))]
     while True:
         c = rng.uniform(0, 255, 3)
         if all(np.linalg.norm(c - o) >= MIN_CONTRAST for o in others):
@@ -129,7 +185,7 @@ def _smooth_noise(rng, n):
     return np.einsum("ia,abc,jb->ijc", w, lattice, w)
 
 
-def _background(rng, colour, x, y):
+def _background(rng, colour, x, y, amplitude):
     n = x.shape[1]
     kind = rng.integers(3)  # plain | linear gradient | smooth noise
     if kind == 0:
@@ -137,13 +193,13 @@ def _background(rng, colour, x, y):
     elif kind == 1:
         a = rng.uniform(0, 2 * np.pi)
         ramp = (x * np.cos(a) + y * np.sin(a)) / np.sqrt(2)  # in [-1, 1]
-        bg = colour + ramp[..., None] * rng.uniform(-1, 1, 3) * BACKGROUND_AMPLITUDE
+        bg = colour + ramp[..., None] * rng.uniform(-1, 1, 3) * amplitude
     else:
-        bg = colour + _smooth_noise(rng, n) * BACKGROUND_AMPLITUDE
+        bg = colour + _smooth_noise(rng, n) * amplitude
     return np.clip(bg, 0, 255)
 
 
-def render(seed: int, split: str, label: int, index: int, size: int) -> np.ndarray:
+def render(seed: int, split: str, label: int, index: int, size: int, variation: Variation) -> np.ndarray:
     """One image, uint8 (size, size, 3), a pure function of its arguments."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), label, index]))
     shape, texture = CLASSES[label]
@@ -151,14 +207,15 @@ def render(seed: int, split: str, label: int, index: int, size: int) -> np.ndarr
     coords = (np.arange(n) + 0.5) / n * 2 - 1
     y, x = coords[:, None], coords[None, :]
 
-    background = rng.uniform(0, 255, 3)
-    foreground = _colour_away_from(rng, background)
-    second = _colour_away_from(rng, background, foreground)
-    img = _background(rng, background, x, y)
+    background = _colour_away_from(rng, variation.palette)
+    foreground = _colour_away_from(rng, variation.palette, background)
+    second = _colour_away_from(rng, variation.palette, background, foreground)
+    img = _background(rng, background, x, y, variation.background_amplitude)
 
-    r = rng.uniform(*RADIUS)
-    cx, cy = rng.uniform(-(1 - 0.8 * r), 1 - 0.8 * r, 2)
-    theta = rng.uniform(0, 2 * np.pi)
+    r = rng.uniform(*variation.radius) * (AREA_SCALE[shape] if variation.equal_area else 1.0)
+    reach = min(variation.max_offset, 1 - 0.8 * r)
+    cx, cy = rng.uniform(-reach, reach, 2)
+    theta = np.deg2rad(rng.uniform(-variation.max_rotation_deg, variation.max_rotation_deg))
     u = ((x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)) / r
     v = (-(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)) / r
     mask = SHAPES[shape](u, v)
@@ -166,14 +223,16 @@ def render(seed: int, split: str, label: int, index: int, size: int) -> np.ndarr
     if texture == "solid":
         fill = foreground
     else:
-        a = rng.uniform(0, np.pi)
+        a = np.deg2rad(rng.uniform(-variation.max_texture_angle_deg, variation.max_texture_angle_deg))
         p = x * np.cos(a) + y * np.sin(a)
         q = -x * np.sin(a) + y * np.cos(a)
-        pattern = TEXTURES[texture](p, q, rng.uniform(*TEXTURE_CYCLES), rng)
+        pattern = TEXTURES[texture](p, q, rng.uniform(*variation.texture_cycles), rng)
         fill = np.where(pattern[..., None], foreground, second)
     img = np.where(mask[..., None], fill, img)
     img = img.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(1, 3))
 
+    if not variation.mean_reset:
+        return np.clip(np.rint(img), 0, 255).astype(np.uint8)
     # Reset the mean colour to a class-independent target; shrink contrast (s <= 1) only as far as needed
     # so nothing clips, keeping colour relations intact.
     target = rng.uniform(*MEAN_RANGE, 3)
@@ -192,7 +251,7 @@ def encode_png(img: np.ndarray) -> bytes:
 
 
 def write_dataset(out_dir, *, seed: int, num_classes: int, image_size: int, train_per_class: int,
-                  val_per_class: int) -> dict:
+                  val_per_class: int, variation: Variation) -> dict:
     """Write an ImageFolder tree out_dir/{train,val}/cNN_name/NNNNN.png, atomically as a whole."""
     if not 2 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {num_classes}")
@@ -204,7 +263,7 @@ def write_dataset(out_dir, *, seed: int, num_classes: int, image_size: int, trai
                 folder = Path(tmp) / split / folder_name(label)
                 folder.mkdir(parents=True)
                 for index in range(per_class):
-                    img = render(seed, split, label, index, image_size)
+                    img = render(seed, split, label, index, image_size, variation)
                     (folder / f"{index:05d}.png").write_bytes(encode_png(img))
                     bar.update()
     return {
@@ -212,4 +271,5 @@ def write_dataset(out_dir, *, seed: int, num_classes: int, image_size: int, trai
         "image_size": image_size,
         "classes": [folder_name(label) for label in range(num_classes)],
         "counts": {split: per_class * num_classes for split, per_class in counts.items()},
+        "variation": asdict(variation),
     }
