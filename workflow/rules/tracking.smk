@@ -12,6 +12,9 @@ def _tracking(action):
 
 
 onstart:
+    from alitok import runlock
+
+    runlock.acquire(sys.argv)  # one invocation per working directory; refused before any job
     _tracking(lambda t: t.start_pipeline(P, sys.argv))
 
 
