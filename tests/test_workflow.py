@@ -225,7 +225,7 @@ def _seconds(benchmark_tsv) -> float:
 @pytest.mark.slow
 def test_smoke_pipeline(project):
     """The README's first command: the embedded default pipeline, as far as it goes today."""
-    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~16 min on 2 cores
+    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~14 min on 2 cores
     out = project / "results" / "smoke"
     info = json.loads((out / "data" / "dataset.json").read_text())
     report = json.loads((out / "data" / "report.json").read_text())
