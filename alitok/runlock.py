@@ -30,9 +30,11 @@ def acquire(argv: list[str], path: Path = LOCK_FILE):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
-        holder = f.read().strip() or "{}"
+        try:
+            info = json.loads(f.read())
+        except ValueError:  # the holder has not written its line yet
+            info = {}
         f.close()
-        info = json.loads(holder)
         raise PipelineBusy(
             f"another pipeline run is active in {Path.cwd()} (pid {info.get('pid', '?')}, started "
             f"{info.get('started', '?')}: {info.get('command', '?')}); wait for it to end, or use another clone "

@@ -1,10 +1,11 @@
 """The embedded dataset: procedurally generated shapes and textures, so the pipeline runs with no download.
 
 Classes differ only in shape and texture. Everything else (position, scale, rotation, colours, background,
-texture frequency, phase and orientation) is drawn from one class-independent distribution, and each image's
-mean colour is reset to a class-independent target, so a model has to look at structure, as on real images.
-How far position, scale and orientation vary is a params choice (`Variation`): a generator trained for
-CPU-minutes can learn a shape at a few poses, not at every pose (docs/data.md).
+texture frequency, phase and orientation) is drawn from one class-independent distribution, and either each
+image's mean colour is reset to a class-independent target or every shape has the same area, so the mean colour
+carries no class and a model has to look at structure, as on real images. How far pose and colour vary is a
+params choice (`Variation`): a generator trained for CPU-minutes can learn a shape at a few poses and colours,
+not at every one (docs/data.md).
 Each image is seeded by (seed, split, class, index) alone: adding images never changes existing ones, and
 the same seed gives byte-identical files.
 """
@@ -83,10 +84,7 @@ class Variation:
 
     @classmethod
     def from_params(cls, v: dict) -> "Variation":
-        return cls(radius=tuple(v["radius"]), max_offset=v["max_offset"], max_rotation_deg=v["max_rotation_deg"],
-                   max_texture_angle_deg=v["max_texture_angle_deg"], texture_cycles=tuple(v["texture_cycles"]),
-                   palette=v["palette"], background_amplitude=v["background_amplitude"],
-                   mean_reset=v["mean_reset"], equal_area=v["equal_area"])
+        return cls(**{**v, "radius": tuple(v["radius"]), "texture_cycles": tuple(v["texture_cycles"])})
 
 
 def folder_name(label: int) -> str:
@@ -138,7 +136,8 @@ def _area(shape, n=601) -> float:
 
 # Radius factor that gives every shape the smallest shape's area (`Variation.equal_area`): without a palette
 # mean reset, a larger shape would shift the mean colour toward the foreground, a class cue.
-AREA_SCALE = {k: float(np.sqrt(min(map(_area, SHAPES)) / _area(k))) for k in SHAPES}
+_AREAS = {k: _area(k) for k in SHAPES}
+AREA_SCALE = {k: float(np.sqrt(min(_AREAS.values()) / a)) for k, a in _AREAS.items()}
 
 
 # --- textures: boolean patterns in rotated image coordinates (p, q), f cycles per unit ---
@@ -160,15 +159,19 @@ def _dots(p, q, f, rng):
 TEXTURES = {"stripes": _stripes, "checker": _checker, "dots": _dots}
 
 
+def _contrasts(c, others) -> bool:
+    return all(np.linalg.norm(c - o) >= MIN_CONTRAST for o in others)
+
+
 def _colour_away_from(rng, palette: int, *others):
-    """A colour at least MIN_CONTRAST from every colour in `others`: uniform over the allowed palette entries,
-    or over RGB (rejection sampling) when palette is 0."""
+    """A colour at least MIN_CONTRAST from every colour in `others`: uniform over the allowed palette entries
+    (every table prefix of 3+ entries always leaves one), or over RGB (rejection sampling) when palette is 0."""
     if palette:
-        allowed = [c for c in PALETTE[:palette] if all(np.linalg.norm(c - o) >= MIN_CONTRAST for o in others)]
+        allowed = [c for c in PALETTE[:palette] if _contrasts(c, others)]
         return allowed[rng.integers(len(allowed))]
     while True:
         c = rng.uniform(0, 255, 3)
-        if all(np.linalg.norm(c - o) >= MIN_CONTRAST for o in others):
+        if _contrasts(c, others):
             return c
 
 
