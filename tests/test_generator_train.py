@@ -116,8 +116,9 @@ def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
     name = "killed"
     log = ws / name / "work" / "log.jsonl"
     rng = random.Random(int(time.time()))
-    for _ in range(2):
-        kill_at_step(train_cmd(ws, name), log, rng.randint(3, 17), cwd=REPO)
+    # once before the first checkpoint (step 4 in tiny), once after it
+    for at in (1, rng.randint(5, 17)):
+        kill_at_step(train_cmd(ws, name), log, at, cwd=REPO)
     run(train_cmd(ws, name), cwd=REPO)
     resumed = final_state(ws, name)
     for key in uninterrupted:
@@ -125,6 +126,13 @@ def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
     steps = [json.loads(line)["step"] for line in (ws / name / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 21))
     assert not (ws / name / "work").exists(), "a finished run clears its work dir"
+
+
+def test_no_checkpoint_yet_means_start_over_with_an_empty_log(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n')
+    assert checkpoint.load_progress(tmp_path / "last.pt", kind="generator-train", params_hash="h", log_path=log) is None
+    assert log.read_text() == ""
 
 
 def test_resume_with_other_params_is_refused_and_finished_runs_leave_no_state(ws, uninterrupted, tmp_path):

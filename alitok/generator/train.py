@@ -129,8 +129,8 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
-    if ckpt_path.exists():
-        ck = checkpoint.load_progress(ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path)
+    ck = checkpoint.load_progress(ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]

@@ -112,8 +112,8 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
-    if ckpt_path.exists():
-        ck = checkpoint.load_progress(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path)
+    ck = checkpoint.load_progress(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         disc.load_state_dict(ck["disc"])
         opt_g.load_state_dict(ck["opt_g"])

@@ -59,14 +59,19 @@ def save_progress(path: str | Path, payload: dict) -> None:
         dist.barrier()
 
 
-def load_progress(path: str | Path, *, kind: str, params_hash: str, log_path: Path) -> dict:
-    """The counterpart of save_progress: load, restore this rank's RNG stream (rank 0's for a rank the run did
-    not have), and on rank 0 cut the log back to the checkpoint's step so no record is written twice."""
-    ckpt = load(path, kind=kind, params_hash=params_hash)
+def load_progress(path: str | Path, *, kind: str, params_hash: str, log_path: Path) -> dict | None:
+    """The counterpart of save_progress: None when there is no checkpoint yet, else load it and restore this rank's
+    RNG stream (rank 0's for a rank the run did not have). Either way rank 0 cuts the log back to the step the run
+    resumes from (0 without a checkpoint: a run killed before its first save left records that are about to be
+    redone), so no record is written twice."""
+    path = Path(path)
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+    ckpt = None
+    if path.exists():
+        ckpt = load(path, kind=kind, params_hash=params_hash)
+        set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
     if rank == 0:
-        truncate_log(log_path, ckpt["step"])
+        truncate_log(log_path, ckpt["step"] if ckpt else 0)
     return ckpt
 
 
