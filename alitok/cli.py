@@ -27,7 +27,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from alitok.tokenizer.release import ReleaseError
     from alitok.tokens.store import TokenStoreError
 
-    return tuple(errors + [DataError, ReleaseError, TokenStoreError])
+    from alitok.sharing import SharingError
+
+    return tuple(errors + [DataError, ReleaseError, TokenStoreError, SharingError])
 
 
 def _params(args) -> dict:
@@ -140,12 +142,20 @@ def cmd_evaluate(args) -> None:
                 generator=args.generator, tokenizer=args.tokenizer)
 
 
+def cmd_pull(args) -> None:
+    from alitok import sharing
+
+    sharing.pull(Path("."), remote=args.remote)
+    log.info("pulled, verified and marked up to date: `snakemake -n` has nothing to do")
+
+
 def cmd_report(args) -> None:
     from alitok.evaluation import report
 
     report.run(out=args.out, fig_dir=args.figure_dir, evaluations=args.evaluations, paper_csv=args.paper,
                real=args.real, classifier=args.classifier, tokenizer_metrics=args.tokenizer_metrics or (),
-               comparison=args.comparison, generator_logs=args.generator_logs or (), generators=args.generators or ())
+               comparison=args.comparison, generator_logs=args.generator_logs or (), generators=args.generators or (),
+               tokenizer_logs=args.tokenizer_logs or (), metrics_out=args.metrics_out, curves_dir=args.curves_dir)
     log.info("report written to %s", args.out)
 
 
@@ -278,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generators", type=Path, nargs="*", help="generator checkpoints (parameter counts, grids)")
     p.add_argument("--out", type=Path, required=True, help="report.md")
     p.add_argument("--figure-dir", type=Path, required=True, help="where the figures go")
+    p.add_argument("--tokenizer-logs", type=Path, nargs="*", help="train-tokenizer logs (JSON lines), for the curves")
+    p.add_argument("--metrics-out", type=Path, required=True, help="metrics.json that DVC compares")
+    p.add_argument("--curves-dir", type=Path, required=True, help="folder of loss curves that `dvc plots` draws")
+
+    p = add("pull", cmd_pull, "dvc pull, verify every file against dvc.lock, mark the results up to date for Snakemake")
+    p.add_argument("--remote", help="the DVC remote (default: the project's default remote)")
 
     add("compare", cmd_compare, "our gFID runs from MLflow beside the papers' published rows")
 

@@ -1,30 +1,125 @@
-"""DVC wraps the Snakemake pipeline as one coarse stage: `dvc repro` runs it, metrics are readable."""
+"""DVC wraps the Snakemake pipeline as one coarse stage and shares its results through a remote (a local folder
+here): a colleague's clone pulls them and has nothing to recompute; a changed generator param reruns only the
+generator's side; a corrupted remote copy is refused by name."""
 
 import json
 import shutil
 
 import pytest
+import yaml
 
-from conftest import REPO, edit_params, run
+from conftest import REPO, run
 
-
-@pytest.fixture
-def dvc_project(project):
-    shutil.copy(REPO / "dvc.yaml", project)
-    shutil.copy(REPO / ".dvcignore", project)
-    shutil.copytree(REPO / "alitok", project / "alitok", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    run(["git", "init", "-q"], cwd=project)
-    run(["dvc", "init", "-q"], cwd=project)
-    run(["dvc", "config", "core.analytics", "false"], cwd=project)
-    edit_params(project, lambda d: d.update(profile="tiny"))
-    return project
+pytestmark = pytest.mark.slow
+GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]
 
 
-def test_dvc_repro_runs_snakemake_for_the_selected_profile(dvc_project):
-    run(["dvc", "repro", "-q"], cwd=dvc_project)
-    assert (dvc_project / "results" / "tiny" / "classifier" / "model.pt").is_file()
-    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=dvc_project).stdout)
+def snakemake_jobs(project) -> set[str]:
+    """The rules a dry run would execute (empty when there is nothing to be done)."""
+    out = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/local"], cwd=project).stdout
+    if "Nothing to be done" in out:
+        return set()
+    table = out[out.index("Job stats:"):].split("total")[0].splitlines()[3:]
+    return {line.split()[0] for line in table if line.strip()}
+
+
+def clone(origin, dest):
+    run(["git", "clone", "-q", str(origin), str(dest)], cwd=origin.parent)
+    for key, value in (("user.email", "ci@example.org"), ("user.name", "ci")):
+        run(["git", "config", key, value], cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Lab member A: runs the tiny pipeline through `dvc repro`, commits dvc.lock, pushes to the remote."""
+    root = tmp_path_factory.mktemp("dvc")
+    origin, remote = root / "origin", root / "remote"
+    origin.mkdir()
+    remote.mkdir()
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, origin)
+    for name in ("workflow", "alitok", "results/paper"):
+        shutil.copytree(REPO / name, origin / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    doc = yaml.safe_load((origin / "params.yaml").read_text())
+    doc["profile"] = "tiny"
+    (origin / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    run(["git", "init", "-q"], cwd=origin)
+    run(["dvc", "init", "-q"], cwd=origin)
+    run(["dvc", "config", "core.analytics", "false"], cwd=origin)
+    run(["dvc", "remote", "add", "-d", "lab", str(remote)], cwd=origin)
+    run(["dvc", "repro", "-q"], cwd=origin, timeout=1800)
+    run(["git", "add", "-A"], cwd=origin)
+    run(["git", *GIT_USER, "commit", "-qm", "tiny results"], cwd=origin)
+    run(["dvc", "push", "-q"], cwd=origin)
+    return origin, remote
+
+
+def test_dvc_repro_runs_snakemake_and_records_metrics_plots_artifacts(shared):
+    origin, _ = shared
+    assert (origin / "results" / "tiny" / "tokenizer" / "stage2.pt").is_file()
+    assert "up to date" in run(["dvc", "status"], cwd=origin).stdout.lower()
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=origin).stdout)
     flat = json.dumps(metrics)
-    assert "val_accuracy" in flat and "results/tiny/classifier/metrics.json" in flat
-    status = run(["dvc", "status"], cwd=dvc_project).stdout
-    assert "up to date" in status.lower()
+    for key in ("val_accuracy", "class_consistency", "rfid", "val_class_gain"):
+        assert key in flat, key
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], cwd=origin).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    names = json.dumps(plots)
+    assert "curves/train/generator_S.json" in names and "curves/heldout/generator_S.json" in names
+    tracked = run(["git", "ls-files"], cwd=origin).stdout.splitlines()
+    assert not any(p.startswith("results/tiny/") for p in tracked), "large outputs are DVC's, not git's"
+    assert "results/tiny/data/images" not in tracked and "dvc.lock" in tracked
+
+
+def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(shared, tmp_path):
+    origin, _ = shared
+    colleague = clone(origin, tmp_path / "colleague")
+    run(["alitok", "pull"], cwd=colleague)
+    assert snakemake_jobs(colleague) == set(), "a fresh clone plus `alitok pull` has nothing to be done"
+
+    tokenizer = colleague / "results" / "tiny" / "tokenizer" / "stage2.pt"
+    generator = colleague / "results" / "tiny" / "generator" / "S" / "model.pt"
+    before = {p: p.stat().st_mtime_ns for p in (tokenizer, generator)}
+    steps = yaml.safe_load((colleague / "params.yaml").read_text())["profiles"]["tiny"]["generator"]["scales"]["S"]["steps"]
+    run(["dvc", "exp", "run", "-q", "-S", f"profiles.tiny.generator.scales.S.steps={steps + 2}"], cwd=colleague,
+        timeout=1800)
+    assert tokenizer.stat().st_mtime_ns == before[tokenizer], "a generator param retrained the tokenizer"
+    assert generator.stat().st_mtime_ns != before[generator], "the generator was not retrained"
+    log = max((colleague / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    ran = {line.split()[1].rstrip(":") for line in log.splitlines() if line.startswith(("rule ", "localrule "))}
+    assert {"train_generator", "sample_generator", "evaluate_generator", "write_report"} <= ran
+    assert not ran & {"make_dataset", "prepare_data", "train_tokenizer_stage1", "train_tokenizer_stage2",
+                      "extract_tokens", "train_classifier"}, ran
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], cwd=colleague).stdout)
+    assert "generator.S.fid" in json.dumps(shown) or '"fid"' in json.dumps(shown)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json", "HEAD"], cwd=colleague).stdout)
+    assert any(k.startswith("generator.S.") for k in diff["results/tiny/metrics.json"]), diff
+    assert not any(k.startswith("tokenizer.") for k in diff["results/tiny/metrics.json"]), diff
+    plots = json.loads(run(["dvc", "plots", "diff", "--json", "HEAD"], cwd=colleague).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+
+
+def test_a_corrupt_remote_copy_is_refused_by_name(shared, tmp_path):
+    origin, remote = shared
+    bad_remote = shutil.copytree(remote, tmp_path / "remote")
+    lock = yaml.safe_load((origin / "dvc.lock").read_text())
+    (out,) = lock["stages"]["pipeline"]["outs"]
+    listing = origin / ".dvc" / "cache" / "files" / "md5" / out["md5"][:2] / out["md5"][2:]
+    (entry,) = [e for e in json.loads(listing.read_text()) if e["relpath"] == "tokenizer/stage2.pt"]
+    obj = bad_remote / "files" / "md5" / entry["md5"][:2] / entry["md5"][2:]
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.chmod(0o644)
+    obj.write_bytes(bytes(data))
+
+    colleague = clone(origin, tmp_path / "colleague")
+    run(["dvc", "remote", "modify", "--local", "lab", "url", str(bad_remote)], cwd=colleague)
+    proc = run(["alitok", "pull"], cwd=colleague, check=False)
+    assert proc.returncode == 2
+    (line,) = [ln for ln in proc.stderr.splitlines() if "does not match dvc.lock" in ln]
+    assert "results/tiny/tokenizer/stage2.pt" in line and entry["md5"] in line
+    assert not (colleague / "results" / "tiny" / "tokenizer" / "stage2.pt").exists()
+    assert (colleague / "results" / "tiny" / "tokenizer" / "stage1.pt").is_file()  # the good files stay
+    assert not (colleague / ".snakemake" / "metadata").exists(), "nothing was marked up to date"

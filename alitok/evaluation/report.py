@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alitok import atomic, plots
+from alitok.evaluation import summary
 
 CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
 FIGURES = ("gfid_vs_params.png", "speed_vs_quality.png", "generator_curves.png")
@@ -139,7 +140,7 @@ def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, lo
 
 
 def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=None, tokenizer_metrics=(),
-        comparison=None, generator_logs=(), generators=()) -> None:
+        comparison=None, generator_logs=(), generators=(), tokenizer_logs=(), metrics_out=None, curves_dir=None) -> None:
     import torch
 
     out, fig_dir = Path(out), Path(fig_dir)
@@ -227,4 +228,11 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
     for path in tokenizer_metrics:
         grid = Path(str(path).replace("_metrics.json", "_recon.png"))
         lines.append(f"![reconstructions {grid.stem}]({_rel(grid, out)})")
+    if metrics_out is not None:
+        tok = {Path(p).name.replace("_metrics.json", ""): _load(p) for p in tokenizer_metrics}
+        curve_logs = {f"generator_{n}": records for n, records in logs.items()}
+        curve_logs |= {f"tokenizer_{Path(p).name.replace('_log.jsonl', '')}": plots.read_log(p) for p in tokenizer_logs}
+        summary.write(metrics_out, curves_dir, summary.metrics(
+            evaluations=evals, generator_logs=logs, real=real_m, tokenizer=tok,
+            classifier=_load(classifier) if classifier else None), summary.curves(curve_logs))
     atomic.write_text(out, "\n".join(lines) + "\n")

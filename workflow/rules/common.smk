@@ -38,10 +38,10 @@ def uses_classifier():
 
 def final_targets():
     if "release" in P:  # released weights: no data, no training; sample, evaluate, report
-        return [f"{OUT}/tokenizer/stage2.pt", f"{OUT}/report.md"]
+        return [f"{OUT}/tokenizer/stage2.pt", f"{OUT}/report.md", f"{OUT}/metrics.json"]  # no logs, no curves
     targets = [f"{OUT}/data/dataset.json", f"{OUT}/tokenizer/stage2.pt"]
     targets += [f"{OUT}/generator/{run}/samples_grid.png" for run in generator_runs()]
-    targets.append(f"{OUT}/report.md")
+    targets += [f"{OUT}/report.md", f"{OUT}/metrics.json", *report_curves()]  # every output DVC reads
     if uses_classifier():
         # reconstruction metrics use the domain classifier; ImageNet rFID (Inception) comes with evaluation
         targets.append(f"{OUT}/classifier/metrics.json")

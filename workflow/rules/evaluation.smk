@@ -4,6 +4,9 @@
 # reference's content and the extractor weights' hash.
 
 from alitok.evaluation.report import FIGURES as REPORT_FIGURES
+from pathlib import Path
+
+from alitok.evaluation.summary import curve_names
 
 EVAL = P["evaluation"]
 
@@ -96,18 +99,29 @@ def report_inputs(wildcards):
         inputs["real"] = f"{OUT}/evaluation/real_val.json"
     if uses_classifier():
         inputs["classifier"] = f"{OUT}/classifier/metrics.json"
-        inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in ("stage1", "stage1_continued", "stage2")]
+        stages = ["stage1", "stage1_continued", "stage2"]
         if P["tokenizer"]["training"]["compare_stage1_continued"]:
             inputs["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
         else:
-            inputs["tokenizer"].remove(f"{OUT}/tokenizer/stage1_continued_metrics.json")
+            stages.remove("stage1_continued")
+        inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in stages]
+        inputs["tokenizer_logs"] = [f"{OUT}/tokenizer/{v}_log.jsonl" for v in stages]
     return inputs
+
+
+def report_curves():
+    if "release" in P:  # imported weights come without training logs
+        return []
+    stages = [Path(p).name.replace("_metrics.json", "") for p in report_inputs(None).get("tokenizer", [])]
+    names = curve_names(generator_runs(), stages)
+    return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 
 def report_args(input):
     args = [f"--{k} {input[k]}" for k in ("classifier", "comparison", "real") if k in input.keys()]
     if "tokenizer" in input.keys():
         args.append("--tokenizer-metrics " + " ".join(input.tokenizer))
+        args.append("--tokenizer-logs " + " ".join(input.tokenizer_logs))
     return " ".join(args)
 
 
@@ -118,13 +132,17 @@ rule write_report:
     output:
         report=f"{OUT}/report.md",
         figures=[report_file(f"{OUT}/figures/{f}") for f in REPORT_FIGURES],
+        metrics=f"{OUT}/metrics.json",  # what `dvc metrics` and `dvc exp show` compare
+        curves=report_curves(),  # what `dvc plots` draws
     params:
         optional=lambda wildcards, input: report_args(input),
         logs=lambda wildcards, input: f"--generator-logs {' '.join(input.logs)}" if input.logs else "",
         figure_dir=f"{OUT}/figures",
+        curves_dir=f"{OUT}/curves",
     log:
         f"{LOGS}/report.log",
     shell:
         "alitok report {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --evaluations {input.evaluations} --paper {input.paper}"
         " {params.logs} --generators {input.generators} {params.optional}"
-        " --out {output.report} --figure-dir {params.figure_dir} --log {log}"
+        " --out {output.report} --figure-dir {params.figure_dir} --metrics-out {output.metrics} --curves-dir {params.curves_dir}"
+        " --log {log}"

@@ -1,5 +1,5 @@
-# MLflow: one parent run per real invocation (Snakemake skips onstart on dry runs); jobs add child runs under
-# it (alitok/tracking.py). Tracking never fails the workflow: a broken store is a warning.
+# MLflow: one parent run per real invocation (Snakemake skips onstart on dry runs; we skip --touch); jobs add
+# child runs under it (alitok/tracking.py). Tracking never fails the workflow: a broken store is a warning.
 
 
 def _tracking(action):
@@ -15,12 +15,15 @@ onstart:
     from alitok import runlock
 
     runlock.acquire(sys.argv)  # one invocation per working directory; refused before any job
-    _tracking(lambda t: t.start_pipeline(P, sys.argv))
+    if not workflow.touch:  # `--touch` (after `dvc pull`, docs/sharing.md) trains nothing: no run to record
+        _tracking(lambda t: t.start_pipeline(P, sys.argv))
 
 
 onsuccess:
-    _tracking(lambda t: t.end_pipeline(True))
+    if not workflow.touch:
+        _tracking(lambda t: t.end_pipeline(True))
 
 
 onerror:
-    _tracking(lambda t: t.end_pipeline(False))
+    if not workflow.touch:
+        _tracking(lambda t: t.end_pipeline(False))
