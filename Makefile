@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup smoke test
+.PHONY: setup smoke test pull
 
 setup:
 	@scripts/setup_venv.sh
@@ -13,3 +13,7 @@ smoke: setup
 
 test: setup
 	python -m pytest
+
+# A colleague's results from the DVC remote, verified, and marked up to date for Snakemake (docs/sharing.md).
+pull: setup
+	alitok pull

@@ -10,6 +10,8 @@ without a parent, record nothing. The papers' published numbers are loaded as ru
 tagged `kind=paper` in the same experiment, so the UI shows a reproduction next to the paper's row.
 
 The store is `sqlite:///mlflow.db` unless MLFLOW_TRACKING_URI says otherwise (MLflow 3.17 refuses ./mlruns).
+Only the Snakemake process writes to it, so cluster jobs never race on the file; on a cluster, pointing
+MLFLOW_TRACKING_URI at one `mlflow server` lets every user's invocation share it (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ def _mlflow():
 
 
 def experiment(profile: str) -> str:
-    """The experiment of a params profile; artifacts next to the store, never in ./mlruns."""
+    """The experiment of a params profile. With a local store, artifacts go next to it (never ./mlruns); with an
+    `mlflow server` the server stores them, so compute nodes need no shared artifact folder."""
     mlflow = _mlflow()
     name = f"alitok-{profile}"
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        return mlflow.create_experiment(name, artifact_location=Path("mlartifacts").resolve().as_uri())
+        served = mlflow.get_tracking_uri().startswith(("http://", "https://"))
+        location = None if served else Path("mlartifacts").resolve().as_uri()
+        return mlflow.create_experiment(name, artifact_location=location)
     return exp.experiment_id
 
 

@@ -16,6 +16,8 @@ rule train_classifier:
         classifier=P.get("classifier"),
         out_dir=f"{OUT}/classifier",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("train_classifier"),
     log:
         f"{LOGS}/train_classifier.log",
     benchmark:

@@ -10,6 +10,18 @@ from snakemake.exceptions import WorkflowError
 TORCH_THREADS = workflow.cores
 
 
+def job_resources(rule):
+    """What a cluster executor asks for: params `resources.<rule>`, else `resources.default` (docs/cluster.md)."""
+    return dict(P["resources"].get(rule, P["resources"]["default"]))
+
+
+def alitok_launcher(wildcards, resources):
+    """`alitok`, or torchrun with one process per GPU the job was given: DDP is detected from its variables."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc-per-node {resources.gpu} -m alitok"
+    return "alitok"
+
+
 def dataset_root():
     """The ImageFolder tree the data stage scans: generated for the embedded source, else params."""
     if P["data"]["source"] == "embedded":

@@ -9,6 +9,8 @@ if P["data"]["source"] == "embedded":
             directory(f"{OUT}/data/images"),
         params:
             data=P["data"],
+        resources:
+            **job_resources("make_dataset"),
         log:
             f"{LOGS}/make_dataset.log",
         benchmark:
@@ -30,6 +32,8 @@ rule prepare_data:
         data=P["data"],
         out_dir=f"{OUT}/data",
     threads: P["data"]["workers"]
+    resources:
+        **job_resources("prepare_data"),
     log:
         f"{LOGS}/prepare_data.log",
     benchmark:

@@ -58,6 +58,8 @@ rule evaluate_generator:
         dataset=lambda wildcards, input: f"--dataset {input.info}" if "info" in input.keys() else "",
         cache=f"{OUT}/evaluation/cache",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("evaluate_generator"),
     log:
         f"{LOGS}/evaluate_generator_{{run}}.log",
     benchmark:
@@ -82,6 +84,8 @@ rule evaluate_real:
         reference=lambda wildcards, input: reference_arg(input),
         cache=f"{OUT}/evaluation/cache",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("evaluate_real"),
     log:
         f"{LOGS}/evaluate_real.log",
     shell:
@@ -139,6 +143,8 @@ rule write_report:
         logs=lambda wildcards, input: f"--generator-logs {' '.join(input.logs)}" if input.logs else "",
         figure_dir=f"{OUT}/figures",
         curves_dir=f"{OUT}/curves",
+    resources:
+        **job_resources("write_report"),
     log:
         f"{LOGS}/report.log",
     shell:

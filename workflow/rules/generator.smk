@@ -38,17 +38,20 @@ if "release" not in P:  # released weights are imported instead (release.smk)
             log=f"{OUT}/generator/{{run}}/log.jsonl",
             curve=f"{OUT}/generator/{{run}}/curve.png",
         params:
+            alitok=alitok_launcher,  # torchrun with one process per GPU of the job
             generator=lambda wildcards: training_section(P, run_scale(wildcards)),  # not sampling: resampling never retrains
             control=run_control_arg,
             scale=run_scale,
             work=lambda wildcards: f"{OUT}/work/generator_{wildcards.run}",
         threads: TORCH_THREADS
+        resources:
+            **job_resources("train_generator"),
         log:
             f"{LOGS}/train_generator_{{run}}.log",
         benchmark:
             f"{OUT}/benchmarks/train_generator_{{run}}.tsv"
         shell:
-            "alitok train-generator {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} {params.control} --train-tokens {input.train} --val-tokens {input.val}"
+            "{params.alitok} train-generator {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} {params.control} --train-tokens {input.train} --val-tokens {input.val}"
             " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
@@ -60,15 +63,18 @@ rule sample_generator:
         archive=f"{OUT}/generator/{{run}}/samples.npz",
         grid=f"{OUT}/generator/{{run}}/samples_grid.png",
     params:
+        alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         sampling=P["generator"]["sampling"],
         scale_params=lambda wildcards: P["generator"]["scales"][run_scale(wildcards)],
         scale=run_scale,
         work=lambda wildcards: f"{OUT}/work/samples_{wildcards.run}",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("sample_generator"),
     log:
         f"{LOGS}/sample_generator_{{run}}.log",
     benchmark:
         f"{OUT}/benchmarks/sample_generator_{{run}}.tsv"
     shell:
-        "alitok sample {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} --generator {input.generator} --tokenizer {input.tokenizer}"
+        "{params.alitok} sample {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} --generator {input.generator} --tokenizer {input.tokenizer}"
         " --work-dir {params.work} --out-archive {output.archive} --out-grid {output.grid} --log {log}"

@@ -11,6 +11,8 @@ if "release" in P:
         output:
             f"{OUT}/tokenizer/stage2.pt",
         threads: TORCH_THREADS
+        resources:
+            **job_resources("import_tokenizer"),
         log:
             f"{LOGS}/import_tokenizer.log",
         shell:
@@ -27,6 +29,8 @@ if "release" in P:
         params:
             size=lambda wildcards: P["generator"]["scales"][wildcards.run].get("size", ""),
         threads: TORCH_THREADS
+        resources:
+            **job_resources("import_generator"),
         log:
             f"{LOGS}/import_generator_{{run}}.log",
         shell:

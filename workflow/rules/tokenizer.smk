@@ -29,6 +29,8 @@ rule train_perceptual_net:
         section=P.get("perceptual_net"),
         out_dir=f"{OUT}/perceptual_net",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("train_perceptual_net"),
     log:
         f"{LOGS}/train_perceptual_net.log",
     benchmark:
@@ -48,16 +50,19 @@ rule train_tokenizer_stage1:
         log=f"{OUT}/tokenizer/stage1_log.jsonl",
         curve=f"{OUT}/tokenizer/stage1_curve.png",
     params:
+        alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         tokenizer={**TOK_COMMON, "stage1": TOK["stage1"]},
         work=f"{OUT}/work/tokenizer_stage1",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
     threads: TORCH_THREADS
+    resources:
+        **job_resources("train_tokenizer_stage1"),
     log:
         f"{LOGS}/train_tokenizer_stage1.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage1.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --train {input.train} --dataset {input.info} {params.perceptual}"
+        "{params.alitok} train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --train {input.train} --dataset {input.info} {params.perceptual}"
         " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
@@ -72,16 +77,19 @@ rule train_tokenizer_stage2:
         log=f"{OUT}/tokenizer/stage2_log.jsonl",
         curve=f"{OUT}/tokenizer/stage2_curve.png",
     params:
+        alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"], "stage2_init": TOK["stage2_init"]},
         work=f"{OUT}/work/tokenizer_stage2",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
     threads: TORCH_THREADS
+    resources:
+        **job_resources("train_tokenizer_stage2"),
     log:
         f"{LOGS}/train_tokenizer_stage2.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage2.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 2 --init {input.stage1} --train {input.train} --dataset {input.info}"
+        "{params.alitok} train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 2 --init {input.stage1} --train {input.train} --dataset {input.info}"
         " {params.perceptual} --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
@@ -97,16 +105,19 @@ rule train_tokenizer_stage1_continued:
         log=f"{OUT}/tokenizer/stage1_continued_log.jsonl",
         curve=f"{OUT}/tokenizer/stage1_continued_curve.png",
     params:
+        alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"]},
         work=f"{OUT}/work/tokenizer_stage1_continued",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
     threads: TORCH_THREADS
+    resources:
+        **job_resources("train_tokenizer_stage1_continued"),
     log:
         f"{LOGS}/train_tokenizer_stage1_continued.log",
     benchmark:
         f"{OUT}/benchmarks/train_tokenizer_stage1_continued.tsv"
     shell:
-        "alitok train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --phases-from 2 --init {input.stage1} --train {input.train}"
+        "{params.alitok} train-tokenizer {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --stage 1 --phases-from 2 --init {input.stage1} --train {input.train}"
         " --dataset {input.info} {params.perceptual} --work-dir {params.work} --out {output.ckpt}"
         " --log-out {output.log} --curve-out {output.curve} --log {log}"
 
@@ -123,6 +134,8 @@ rule eval_tokenizer:
     wildcard_constraints:
         variant="stage1|stage2|stage1_continued",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("eval_tokenizer"),
     log:
         f"{LOGS}/eval_tokenizer_{{variant}}.log",
     shell:
@@ -137,6 +150,8 @@ rule compare_tokenizer_stages:
         control=f"{OUT}/tokenizer/stage1_continued_metrics.json",
     output:
         f"{OUT}/tokenizer/stage_comparison.md",
+    resources:
+        **job_resources("compare_tokenizer_stages"),
     log:
         f"{LOGS}/compare_tokenizer_stages.log",
     shell:

@@ -12,14 +12,17 @@ rule extract_tokens:
     wildcard_constraints:
         split="train|val",
     params:
+        alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         tokens=P["tokens"],
         work=lambda wildcards: f"{OUT}/work/tokens_{wildcards.split}",
     threads: TORCH_THREADS
+    resources:
+        **job_resources("extract_tokens"),
     log:
         f"{LOGS}/extract_tokens_{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/extract_tokens_{{split}}.tsv"
     shell:
-        "alitok extract-tokens {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --tokenizer {input.tokenizer} --split {wildcards.split}"
+        "{params.alitok} extract-tokens {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --tokenizer {input.tokenizer} --split {wildcards.split}"
         " --manifest {input.manifest} --dataset {input.info} --work-dir {params.work} --out-dir {output} --log {log}"
 
