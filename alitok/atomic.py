@@ -84,8 +84,10 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def torch_save(path: str | os.PathLike, obj) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as f:
+        # through a Python file, a full disk is an OSError (ENOSPC) at the failing write; torch's own file writer
+        # reports it as "[enforce fail at inline_container.cc] unexpected pos"
+        torch.save(obj, f)
 
 
 @contextlib.contextmanager

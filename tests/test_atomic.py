@@ -57,3 +57,25 @@ def test_atomic_dir_all_or_nothing(tmp_path):
             raise RuntimeError("killed")
     assert sorted(f.name for f in d.iterdir()) == ["a.png"]
     assert sorted(f.name for f in tmp_path.iterdir()) == ["images"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
+def test_a_checkpoint_streamed_onto_a_full_device_is_a_clear_error(tmp_path, monkeypatch):
+    """A real ENOSPC from the kernel: the temp file is swapped for a link to /dev/full mid-write."""
+    import torch
+
+    p = tmp_path / "model.pt"
+    atomic.torch_save(p, {"w": torch.ones(3)})
+    real_open = open
+
+    def open_full(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp"):
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", open_full)
+    with pytest.raises(atomic.OutputError, match="no space left on device while writing .*model.pt"):
+        atomic.torch_save(p, {"w": torch.zeros(100_000)})
+    monkeypatch.undo()
+    assert torch.equal(torch.load(p)["w"], torch.ones(3)), "the previous checkpoint is intact"
+    assert [f.name for f in tmp_path.iterdir()] == ["model.pt"], "no temp file left behind"
