@@ -20,13 +20,15 @@ class OutputError(RuntimeError):
     """An output cannot be written (unwritable location, disk full); names the path."""
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Content hash of a file, read in blocks: identifies inputs (weights, init checkpoints) by content."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Content hash of a file, read in blocks (md5 is what DVC records)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Identifies inputs (weights, init checkpoints) by content."""
+    return file_digest(path)
 
 
 def _prepare_parent(path: Path) -> None:

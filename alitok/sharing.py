@@ -14,7 +14,6 @@ reports a difference from dvc.lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import subprocess
@@ -22,6 +21,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from tqdm import tqdm
+
+from alitok import atomic
 
 log = logging.getLogger("alitok.sharing")
 
@@ -36,14 +38,6 @@ def _dvc(*args: str, cwd: Path, capture: bool = False) -> subprocess.CompletedPr
         detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] if capture else []
         raise SharingError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode})" + (f": {detail[0]}" if detail else ""))
     return proc
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_object(cache: Path, md5: str) -> Path:
@@ -74,16 +68,11 @@ def verify(root: Path, cache: Path) -> list[str]:
     serves them again) and describe each. Missing files are DVC's to report."""
     problems = []
     files = recorded_files(root / "dvc.lock", cache)
-    try:
-        from tqdm import tqdm
-        items = tqdm(files.items(), desc="verify pulled files", unit="file", file=sys.stderr)
-    except ImportError:  # pragma: no cover - tqdm is a dependency; the progress bar is a nicety
-        items = files.items()
-    for rel, md5 in items:
+    for rel, md5 in tqdm(files.items(), desc="verify pulled files", unit="file", file=sys.stderr):
         path = root / rel
         if not path.is_file():
             continue
-        actual = md5_file(path)
+        actual = atomic.file_digest(path, "md5")
         if actual != md5:
             path.unlink()
             cache_object(cache, md5).unlink(missing_ok=True)

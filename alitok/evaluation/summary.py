@@ -16,10 +16,6 @@ TOKENIZER_KEYS = ("psnr", "ssim", "rfid", "recon_class_accuracy", "codebook_used
 REAL_KEYS = ("fid", "precision", "recall", "class_consistency")
 
 
-def _load(path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def _pick(d: dict, keys) -> dict:
     return {k: d[k] for k in keys if isinstance(d.get(k), (int, float))}
 

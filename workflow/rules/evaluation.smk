@@ -4,8 +4,6 @@
 # reference's content and the extractor weights' hash.
 
 from alitok.evaluation.report import FIGURES as REPORT_FIGURES
-from pathlib import Path
-
 from alitok.evaluation.summary import curve_names
 
 EVAL = P["evaluation"]
@@ -103,21 +101,25 @@ def report_inputs(wildcards):
         inputs["real"] = f"{OUT}/evaluation/real_val.json"
     if uses_classifier():
         inputs["classifier"] = f"{OUT}/classifier/metrics.json"
-        stages = ["stage1", "stage1_continued", "stage2"]
         if P["tokenizer"]["training"]["compare_stage1_continued"]:
             inputs["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
-        else:
-            stages.remove("stage1_continued")
-        inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in stages]
-        inputs["tokenizer_logs"] = [f"{OUT}/tokenizer/{v}_log.jsonl" for v in stages]
+        inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in reported_tokenizer_stages()]
+        inputs["tokenizer_logs"] = [f"{OUT}/tokenizer/{v}_log.jsonl" for v in reported_tokenizer_stages()]
     return inputs
+
+
+def reported_tokenizer_stages():
+    """The tokenizer stages the report covers (embedded data only: their metrics use the domain classifier)."""
+    if not uses_classifier():
+        return []
+    continued = ["stage1_continued"] if P["tokenizer"]["training"]["compare_stage1_continued"] else []
+    return ["stage1", *continued, "stage2"]
 
 
 def report_curves():
     if "release" in P:  # imported weights come without training logs
         return []
-    stages = [Path(p).name.replace("_metrics.json", "") for p in report_inputs(None).get("tokenizer", [])]
-    names = curve_names(generator_runs(), stages)
+    names = curve_names(generator_runs(), reported_tokenizer_stages())
     return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 

@@ -3,6 +3,8 @@
 
 
 def _tracking(action):
+    if workflow.touch:  # `--touch` (after `dvc pull`, docs/sharing.md) trains nothing: no run to record
+        return
     try:
         from alitok import tracking
 
@@ -15,15 +17,12 @@ onstart:
     from alitok import runlock
 
     runlock.acquire(sys.argv)  # one invocation per working directory; refused before any job
-    if not workflow.touch:  # `--touch` (after `dvc pull`, docs/sharing.md) trains nothing: no run to record
-        _tracking(lambda t: t.start_pipeline(P, sys.argv))
+    _tracking(lambda t: t.start_pipeline(P, sys.argv))
 
 
 onsuccess:
-    if not workflow.touch:
-        _tracking(lambda t: t.end_pipeline(True))
+    _tracking(lambda t: t.end_pipeline(True))
 
 
 onerror:
-    if not workflow.touch:
-        _tracking(lambda t: t.end_pipeline(False))
+    _tracking(lambda t: t.end_pipeline(False))
