@@ -121,7 +121,7 @@ def cmd_train_generator(args) -> None:
 
     summary = train.run(_params(args), scale=args.scale, train_dir=args.train_tokens, val_dir=args.val_tokens,
                         work_dir=args.work_dir, out=args.out, log_out=args.log_out, curve_out=args.curve_out,
-                        control=args.control)
+                        control=args.control, ctf_stage=args.ctf_stage, coarse_map=args.coarse_map)
     log.info("generator %s trained: %s", args.scale, summary)
 
 
@@ -129,8 +129,23 @@ def cmd_sample(args) -> None:
     from alitok.generator import sample
 
     summary = sample.run(_params(args), scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
-                         work_dir=args.work_dir, out_archive=args.out_archive, out_grid=args.out_grid)
+                         work_dir=args.work_dir, out_archive=args.out_archive, out_grid=args.out_grid,
+                         ctf_stage2=args.ctf_stage2, coarse_map=args.coarse_map)
     log.info("sampled: %s", summary)
+
+
+def cmd_ctf_clusters(args) -> None:
+    from alitok.ctf import clusters
+
+    clusters.run(tokenizer_path=args.tokenizer, train_tokens=args.train_tokens, clusters=_params(args)["ctf"]["clusters"],
+                 out=args.out)
+
+
+def cmd_ctf_redundancy(args) -> None:
+    from alitok.ctf import redundancy
+
+    redundancy.run(tokenizer_path=args.tokenizer, coarse_map=args.coarse_map, val_csv=args.val, dataset_json=args.dataset,
+                   classifier_path=args.classifier, seed=_params(args)["ctf"]["redundancy_seed"], out=args.out)
 
 
 def cmd_evaluate(args) -> None:
@@ -253,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-out", type=Path, help="training curves of that log (PNG)")
     p.add_argument("--control", choices=["untrained", "shuffled_labels"],
                    help="an evaluation control: no training step, or labels permuted across images")
+    p.add_argument("--ctf-stage", type=int, choices=[1, 2], help="train CTF's stage 1 (coarse AR) or 2 (fine, one pass)")
+    p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
 
     p = add("sample", cmd_sample, "class-conditional samples of one generator: ADM archive (npz) and a per-class grid")
     p.add_argument("--scale", required=True, help="a key of generator.scales (its guidance and seed)")
@@ -261,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, required=True, help="per-process blocks in progress (resume from here)")
     p.add_argument("--out-archive", type=Path, required=True, help="samples.npz: arr_0 uint8 NHWC images, arr_1 labels")
     p.add_argument("--out-grid", type=Path, required=True, help="per-class sample grid (PNG)")
+    p.add_argument("--ctf-stage2", type=Path, help="CTF: stage-2 checkpoint (--generator is then stage 1)")
+    p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
+
+    p = add("ctf-clusters", cmd_ctf_clusters, "CTF's coarse labels: k-means over the tokenizer's codebook (JSON map)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint whose codebook is clustered")
+    p.add_argument("--train-tokens", type=Path, required=True, help="train token directory (code usage per cluster)")
+    p.add_argument("--out", type=Path, required=True, help="coarse map JSON: fine_to_coarse, sizes, usage")
+
+    p = add("ctf-redundancy", cmd_ctf_redundancy,
+            "CTF's redundancy test: every token swapped within its cluster vs anywhere, decoded (PSNR, rFID)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
+    p.add_argument("--coarse-map", type=Path, required=True, help="the fine -> coarse map (ctf-clusters)")
+    manifests(p, "val")
+    p.add_argument("--classifier", type=Path, required=True, help="domain classifier (rFID features)")
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON")
 
     p = add("evaluate", cmd_evaluate, "FID, IS, precision/recall, class-consistency (and speed) of one sample set")
     what = p.add_mutually_exclusive_group(required=True)

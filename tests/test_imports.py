@@ -15,9 +15,9 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError('blocked for this test: ' + name)
 sys.meta_path.insert(0, Block())
 import alitok, alitok.atomic, alitok.models.classifier, alitok.models.tokenizer, alitok.data.manifest
-import alitok.models.generator, alitok.generator.sampling
+import alitok.models.generator, alitok.generator.sampling, alitok.ctf.sampling, alitok.ctf.clusters
 sys.path.insert(0, 'benchmarks')
-import tokenizer_train, generator  # benchmarks run on the GPU machine too
+import tokenizer_train, generator, ctf  # benchmarks run on the GPU machine too
 import alitok.cli  # --help must work without the workflow stack too
 m = alitok.models.classifier
 print('ok')

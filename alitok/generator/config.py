@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from alitok.config import ParamsError
-from alitok.models.generator import GeneratorConfig
+from alitok.models.generator import SIZES, GeneratorConfig
 from alitok.tokenizer.train import model_config as tokenizer_config
 
 
@@ -19,6 +21,20 @@ def model_config(p: dict, scale: str, num_classes: int) -> GeneratorConfig:
     if "size" in s:
         return GeneratorConfig.named(s["arch"], s["size"], **geometry)
     return GeneratorConfig(arch=s["arch"], width=s["width"], depth=s["depth"], heads=s["heads"], **geometry)
+
+
+def ctf_config(p: dict, cfg: GeneratorConfig, stage: int, clusters: int) -> GeneratorConfig:
+    """CTF's models (ctf.md §1.3-1.4). Stage 1: the scale's own shape reading and predicting the K coarse labels,
+    so it compares with the plain generator of that shape. Stage 2: the `ctf.stage2` shape, bidirectional,
+    reading a whole coarse map (K input rows) and predicting codebook codes."""
+    if stage == 1:
+        return dataclasses.replace(cfg, vocab_size=clusters)
+    if stage != 2:
+        raise ParamsError(f"CTF stage must be 1 or 2, got {stage}")
+    s = p["ctf"]["stage2"]
+    width, depth, heads = SIZES[s["arch"]][s["size"]] if "size" in s else (s["width"], s["depth"], s["heads"])
+    return dataclasses.replace(cfg, arch=s["arch"], width=width, depth=depth, heads=heads, input_vocab=clusters,
+                               causal=False)
 
 
 def embedded_classes(p: dict) -> int | None:

@@ -22,6 +22,7 @@ from alitok import atomic
 from alitok.config import ParamsError
 from alitok.generator.archive import sample_labels, to_uint8, write_npz
 from alitok.generator.release import load_generator
+from alitok.ctf.sampling import generate_ctf
 from alitok.generator.sampling import generate
 from alitok.tokenizer.release import ReleaseError, load_tokenizer
 from alitok.training import distributed
@@ -29,15 +30,32 @@ from alitok.training import distributed
 log = logging.getLogger("alitok.generator")
 
 
-def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_archive, out_grid) -> dict:
+def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_archive, out_grid,
+        ctf_stage2=None, coarse_map=None) -> dict:
+    """With `ctf_stage2` and `coarse_map`, `generator_path` is CTF's stage 1 and samples follow `ctf.sampling`."""
     d = distributed.setup()
     s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
     model = load_generator(generator_path).to(d.device)
+    ctf = None
+    if ctf_stage2 is not None:
+        stage2 = load_generator(ctf_stage2).to(d.device)
+        cmap = json.loads(Path(coarse_map).read_text())
+        k = cmap["clusters"]
+        if model.config.vocab_size != k or stage2.config.in_vocab != k or stage2.config.causal:
+            raise ReleaseError(f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "
+                               f"{stage2.config.in_vocab}, causal={stage2.config.causal}) do not fit the {k} clusters "
+                               f"of {coarse_map}")
+        f2c = torch.tensor(cmap["fine_to_coarse"], device=d.device)
+        ctf = {"stage2": stage2, "f2c": f2c, **p["ctf"]["sampling"]}
+        cfg_out = stage2.config
+    else:
+        cfg_out = model.config
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
-    cfg, size = model.config, tokenizer.config.image_size
+    cfg, size = cfg_out, tokenizer.config.image_size
     if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
-        raise ReleaseError(f"generator {generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, tokenizer "
-                         f"{tokenizer_path} decodes {tokenizer.config.seq_len} over {tokenizer.config.codebook_size}")
+        raise ReleaseError(f"generator {ctf_stage2 or generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, "
+                           f"tokenizer {tokenizer_path} decodes {tokenizer.config.seq_len} over "
+                           f"{tokenizer.config.codebook_size}")
     n = s["num_samples"]
     labels = sample_labels(n, cfg.num_classes, s["labels"])
     if n % d.world_size:
@@ -47,7 +65,9 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     key = {"generator": atomic.sha256_file(generator_path), "tokenizer": atomic.sha256_file(tokenizer_path),
-           "sampling": s, "scale": sc, "world": d.world_size}
+           "sampling": s, "scale": sc, "world": d.world_size,
+           "ctf": None if ctf is None else {"stage2": atomic.sha256_file(ctf_stage2), "map": atomic.sha256_file(coarse_map),
+                                            "sampling": p["ctf"]["sampling"]}}
     block, progress = work_dir / f"block-{d.rank:03d}.npy", work_dir / f"progress-{d.rank:03d}.json"
     done = 0
     if progress.exists() and block.exists():
@@ -59,10 +79,14 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     bar = tqdm(total=per, initial=done, desc=f"sample {scale}", unit="img", file=sys.stderr, disable=not d.is_main)
     for start in range(lo + done, hi, s["batch"]):
         stop = min(start + s["batch"], hi)
-        codes = generate(model, torch.as_tensor(labels[start:stop], device=d.device),
-                         torch.arange(start, stop, device=d.device), seed=sc["sample_seed"],
-                         guidance=sc["guidance"], power=sc["guidance_power"], temperature=s["temperature"],
-                         top_k=s["top_k"], top_p=s["top_p"])
+        batch_labels, ids = torch.as_tensor(labels[start:stop], device=d.device), torch.arange(start, stop, device=d.device)
+        if ctf is None:
+            codes = generate(model, batch_labels, ids, seed=sc["sample_seed"], guidance=sc["guidance"],
+                             power=sc["guidance_power"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
+        else:
+            _, codes = generate_ctf(model, ctf["stage2"], ctf["f2c"], batch_labels, ids, seed=sc["sample_seed"],
+                                    guidance=ctf["guidance"], power=ctf["guidance_power"], tau1=ctf["tau1"],
+                                    tau2=ctf["tau2"], top_k=ctf["top_k"], restrict=ctf["restrict"])
         with torch.no_grad():
             images[start - lo : stop - lo] = to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])
         images.flush()

@@ -6,6 +6,9 @@ the number of accumulation steps follow from it, the world size and the scale's 
 run has the same optimisation whatever hardware it lands on. Checkpoints are atomic, self-describing and
 live in a work directory outside the rule's outputs; a rerun resumes exactly.
 
+CTF's two models train here too (`ctf_stage`, with the coarse map of alitok/ctf/clusters.py): stage 1 reads and
+predicts coarse labels; stage 2 reads the ground-truth coarse map and predicts every fine label (ctf.md §1.3-1.4).
+
 Two controls for the evaluation's class-consistency share this code: `untrained` (the seeded initial weights,
 no step taken) and `shuffled_labels` (the same recipe on labels permuted across images). Both should give
 samples that the classifier assigns to their class at about chance; if not, the instrument is at fault.
@@ -29,7 +32,7 @@ from tqdm import tqdm
 
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
-from alitok.generator.config import model_config, training_section
+from alitok.generator.config import ctf_config, model_config, training_section
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
@@ -71,6 +74,19 @@ def next_token_stats(logits: torch.Tensor, codes: torch.Tensor) -> tuple[torch.T
     return F.cross_entropy(logits, target), (logits.argmax(-1) == target).float().mean()
 
 
+class Targets:
+    """(inputs, targets) of a batch of codes: the codes themselves, or through CTF's fine -> coarse map."""
+
+    def __init__(self, ctf_stage: int | None, fine_to_coarse: torch.Tensor | None):
+        self.stage, self.f2c = ctf_stage, fine_to_coarse
+
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stage is None:
+            return codes, codes
+        coarse = self.f2c.to(codes.device)[codes]
+        return (coarse, coarse) if self.stage == 1 else (coarse, codes)
+
+
 def held_out_batches(val: TokenShards, batch: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first `count` batches of held-out (labels, codes), centre crop, no label dropout: a fixed set."""
     n = min(len(val), batch * count)
@@ -81,16 +97,17 @@ def held_out_batches(val: TokenShards, batch: int, count: int) -> list[tuple[tor
 
 
 @torch.no_grad()
-def evaluate(model, batches, device, autocast) -> dict:
+def evaluate(model, batches, device, autocast, targets: Targets = Targets(None, None)) -> dict:
     """Held-out loss and accuracy, and the class gain: the loss with the null class minus the loss with the
     true one, in nats per token. Near 0, the model ignores its label and guidance has nothing to amplify."""
     model.eval()
     loss = acc = null_loss = 0.0
     for labels, codes in batches:
-        labels, codes = labels.to(device), codes.to(device)
+        labels = labels.to(device)
+        inputs, codes = targets(codes.to(device))
         with autocast():
-            l, a = next_token_stats(model(labels, codes), codes)
-            n, _ = next_token_stats(model(torch.full_like(labels, model.config.null_class), codes), codes)
+            l, a = next_token_stats(model(labels, inputs), codes)
+            n, _ = next_token_stats(model(torch.full_like(labels, model.config.null_class), inputs), codes)
         loss, acc, null_loss = loss + l.item(), acc + a.item(), null_loss + n.item()
     model.train()
     k = len(batches)
@@ -101,7 +118,7 @@ CONTROLS = ("untrained", "shuffled_labels")
 
 
 def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curve_out=None,
-        control: str | None = None) -> dict:
+        control: str | None = None, ctf_stage: int | None = None, coarse_map=None) -> dict:
     d = distributed.setup()
     g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
     sc = g["scales"][scale]
@@ -115,10 +132,21 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
     if control not in (None,) + CONTROLS:
         raise ParamsError(f"generator control must be one of {', '.join(CONTROLS)}, got {control!r}")
     total = 0 if control == "untrained" else sc["steps"]
+    ctf = None
+    if ctf_stage is not None:
+        if coarse_map is None:
+            raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
+        ctf = json.loads(Path(coarse_map).read_text())
+        if ctf["codebook_size"] != cfg.vocab_size:
+            raise TokenStoreError(f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
+                                  f"{cfg.vocab_size}: recompute it from this tokenizer")
+        cfg = ctf_config(p, cfg, ctf_stage, ctf["clusters"])
+    targets = Targets(ctf_stage, None if ctf is None else torch.tensor(ctf["fine_to_coarse"]))
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control})
+    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control,
+                             "model": asdict(cfg), "coarse_map": None if ctf is None else ctf["fine_to_coarse"]})
 
     torch.manual_seed(tr["seed"])
     model = Generator(cfg).to(d.device)
@@ -156,10 +184,11 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
         for micro in range(accum):
             codes, labels = next(batches)
             codes, labels = codes.to(d.device, non_blocking=True), labels.to(d.device, non_blocking=True)
+            inputs, codes = targets(codes)
             sync = ddp.no_sync() if d.world_size > 1 and micro < accum - 1 else contextlib.nullcontext()
             with sync:
                 with autocast():
-                    loss, acc = next_token_stats(ddp(labels, codes), codes)
+                    loss, acc = next_token_stats(ddp(labels, inputs), codes)
                 (loss / accum).backward()
             loss_sum, acc_sum = loss_sum + loss.item() / accum, acc_sum + acc.item() / accum
             tokens_since += codes.numel() * d.world_size
@@ -173,7 +202,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
             record = {"step": step, "lr": lr, "loss": loss_sum, "acc": acc_sum, "grad_norm": grad_norm.item(),
                       "tokens_per_s": tokens_since / (time.perf_counter() - tick)}
             if step % tr["eval_every"] == 0 or step == total:
-                record.update(evaluate(model, val_batches, d.device, autocast))
+                record.update(evaluate(model, val_batches, d.device, autocast, targets))
             if d.is_main:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -186,13 +215,14 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
     bar.close()
     if total == 0 and d.is_main:  # the untrained control: its held-out loss is the curve's one point
         with open(log_path, "a") as f:
-            f.write(json.dumps({"step": 0, **evaluate(model, val_batches, d.device, autocast)}) + "\n")
+            f.write(json.dumps({"step": 0, **evaluate(model, val_batches, d.device, autocast, targets)}) + "\n")
 
-    summary = {"scale": scale, "control": control, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
+    summary = {"scale": scale, "control": control, "ctf_stage": ctf_stage, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
                "accumulation": accum, "world_size": d.world_size}
     if d.is_main:
         checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
-                              "params_hash": run_hash, "steps": total, "scale": scale, "control": control})
+                              "params_hash": run_hash, "steps": total, "scale": scale, "control": control,
+                              "ctf_stage": ctf_stage})
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
         if curve_out is not None:
             plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {scale}")

@@ -8,6 +8,10 @@ One file, two architecture families that differ only in a few switches (alitok.m
 Both give the class token a zero rotation (its q and k are exactly 0: an attention sink whose value carries
 the class; alitok-numerics.md §2.6) and predict code t from (class, c_0..c_{t-1}).
 
+CTF (ctf.md §1) reuses this file: its stage 1 is a generator whose vocabulary is the K coarse labels, and its
+stage 2 is the same transformer with `causal=False` that reads the class and a whole coarse map
+(`input_vocab` = K rows) and predicts every fine label in one pass.
+
 Geometry (prefix count, grid, vocabulary) always comes from the tokenizer, never from constants here.
 Every forward detail follows alitok-numerics.md §2 so released weights load (alitok/generator/release.py).
 """
@@ -37,7 +41,7 @@ class GeneratorConfig:
     width: int
     depth: int
     heads: int
-    vocab_size: int  # tokenizer codebook size
+    vocab_size: int  # codes the head predicts: the tokenizer codebook (CTF stage 1: the K coarse labels)
     num_classes: int
     num_prefix: int  # tokenizer prefix tokens: 1-D RoPE positions, and the 2-D offset
     grid: int  # tokenizer grid width: image tokens are grid x grid in raster order
@@ -46,6 +50,8 @@ class GeneratorConfig:
     token_dropout: float = 0.0
     rope_base: float = 10000.0
     ffn_multiple: int = 256
+    causal: bool = True  # False: CTF stage 2, every position sees the whole coarse map
+    input_vocab: int = 0  # rows of the code input table; 0: vocab_size (CTF stage 2: K coarse labels)
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -53,6 +59,8 @@ class GeneratorConfig:
         for name in ("width", "depth", "heads", "vocab_size", "num_classes", "grid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"generator {name} must be a positive integer, got {getattr(self, name)}")
+        if self.input_vocab < 0:
+            raise ValueError(f"generator input_vocab must be >= 0 (0: vocab_size), got {self.input_vocab}")
         if self.width % self.heads or self.head_dim % 4:
             raise ValueError(f"generator width {self.width} / heads {self.heads} must give a head dim divisible "
                              "by 4 (2-D RoPE gives each axis a quarter of the rotation pairs)")
@@ -78,6 +86,10 @@ class GeneratorConfig:
         return self.num_prefix + self.grid**2
 
     @property
+    def in_vocab(self) -> int:
+        return self.input_vocab or self.vocab_size
+
+    @property
     def qk_norm(self) -> bool:
         return self.arch == "alitok"
 
@@ -91,7 +103,7 @@ class GeneratorConfig:
 
     def class_id(self, labels: torch.Tensor) -> torch.Tensor:
         """Row of each label in the class table (null class for label == num_classes)."""
-        return labels + (self.vocab_size + 1 if self.shared_table else 0)
+        return labels + (self.in_vocab + 1 if self.shared_table else 0)
 
     @property
     def null_class(self) -> int:
@@ -169,7 +181,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, rope), apply_rope(k, rope)
         p = self.cfg.attn_dropout if self.training else 0.0
         if cache is None:
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=self.cfg.causal, dropout_p=p)
         else:  # new tokens sit at [start, end) and see every cached one before them
             start, end = cache.length, cache.length + x.shape[1]
             cache.k[layer][:, :, start:end], cache.v[layer][:, :, start:end] = k, v
@@ -211,7 +223,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.config = cfg
-        rows = cfg.vocab_size + 1 + cfg.num_classes + 1 if cfg.shared_table else cfg.vocab_size
+        rows = cfg.in_vocab + 1 + cfg.num_classes + 1 if cfg.shared_table else cfg.in_vocab
         self.embeddings = nn.Embedding(rows, cfg.width)
         self.class_embeddings = None if cfg.shared_table else nn.Embedding(cfg.num_classes + 1, cfg.width)
         self.token_drop = nn.Dropout(cfg.token_dropout)
@@ -239,7 +251,11 @@ class Generator(nn.Module):
     def forward(self, labels: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Teacher forcing. labels: (B,), the null class where dropped for guidance (the data loader decides,
         per sample, so the choice is reproducible); codes: (B, T) with T <= seq_len.
-        Returns logits (B, T, vocab): position t predicts codes[:, t] from the class and codes[:, :t]."""
+        Returns logits (B, T, vocab): position t predicts codes[:, t] from the class and codes[:, :t].
+        Non-causal (CTF stage 2): `codes` is the coarse map, and position t predicts fine label t from all of it."""
+        if not self.config.causal:
+            x = torch.cat([self.embed_class(labels), self.embeddings(codes)], dim=1)
+            return self._run(self.token_drop(x), 0)[:, 1:]
         x = torch.cat([self.embed_class(labels), self.embeddings(codes[:, :-1])], dim=1)
         return self._run(self.token_drop(x), 0)
 

@@ -1,0 +1,102 @@
+"""CTF's coarse labels: k-means over the tokenizer's codebook vectors gives a fine -> coarse map (ctf.md §1.2).
+
+The paper names k-means and the cluster counts, not the normalisation, distance, initialisation or how unused
+codes are handled (ctf.md §1.2 "NOT FOUND"). Our choices, each a param (`ctf.clusters`, docs/ctf.md):
+Euclidean k-means (the quantizer's own squared-L2 distance), k-means++ seeding from a seeded generator,
+Lloyd iterations to convergence, an empty cluster re-seeded at the code farthest from its centre, and every
+code clustered, used or not (the map must send any token to a coarse label). Usage on the training tokens is
+reported next to the map, so a cluster made only of dead codes shows up as such.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+log = logging.getLogger("alitok.ctf")
+
+NORMALISATIONS = ("none", "l2")
+
+
+def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means with k-means++ seeding, fp64, deterministic for a seed. Returns (assignment (N,),
+    centres (k, D))."""
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= clusters <= points, got {k} clusters for {n} codes")
+    x = x.double()
+    g = torch.Generator().manual_seed(seed)
+    centres = [x[torch.randint(n, (1,), generator=g)].squeeze(0)]
+    d2 = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        # k-means++: the next centre with probability ∝ squared distance to the closest chosen one
+        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1 / n)
+        c = x[torch.multinomial(probs, 1, generator=g)].squeeze(0)
+        centres.append(c)
+        d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
+    centres = torch.stack(centres)
+    assign = torch.full((n,), -1, dtype=torch.long)
+    for _ in range(iters):
+        dist = torch.cdist(x, centres).pow(2)
+        new = dist.argmin(1)
+        if torch.equal(new, assign):
+            break
+        assign = new
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+        for j in (~filled).nonzero().flatten().tolist():  # re-seed an empty cluster at the worst-served point
+            far = int(dist.gather(1, assign[:, None]).squeeze(1).argmax())
+            centres[j] = x[far]
+            dist[far] = 0
+            assign[far] = j
+    return assign, centres.float()
+
+
+def coarse_map(codebook: torch.Tensor, clusters: int, *, normalisation: str, seed: int, iters: int,
+               usage: np.ndarray | None = None) -> dict:
+    """The fine -> coarse map of a codebook (V, D) and what a user checks it by: cluster sizes, and with
+    `usage` (V,) token counts, the used codes per cluster and the clusters holding no used code."""
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"ctf.clusters.normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    x = codebook.detach().float().cpu()
+    if normalisation == "l2":
+        x = torch.nn.functional.normalize(x, dim=1)
+    assign, _ = kmeans(x, clusters, seed=seed, iters=iters)
+    fine_to_coarse = assign.numpy().astype(np.int64)
+    sizes = np.bincount(fine_to_coarse, minlength=clusters)
+    out = {"clusters": clusters, "codebook_size": int(x.shape[0]), "normalisation": normalisation, "seed": seed,
+           "fine_to_coarse": fine_to_coarse.tolist(), "sizes": sizes.tolist()}
+    if usage is not None:
+        used = np.asarray(usage) > 0
+        used_per_cluster = np.bincount(fine_to_coarse[used], minlength=clusters)
+        out |= {"used_codes": int(used.sum()), "unused_codes": np.flatnonzero(~used).tolist(),
+                "used_per_cluster": used_per_cluster.tolist(),
+                "clusters_without_used_code": int((used_per_cluster == 0).sum())}
+    return out
+
+
+def token_usage(codes: np.ndarray, codebook_size: int) -> np.ndarray:
+    """How often each code occurs in a (…, seq_len) token array."""
+    return np.bincount(np.asarray(codes, dtype=np.int64).ravel(), minlength=codebook_size)
+
+
+def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
+    """The `ctf_clusters` stage: k-means over the tokenizer's codebook, with usage from the training tokens."""
+    from alitok import atomic
+    from alitok.tokenizer.release import load_tokenizer
+    from alitok.tokens.store import TokenShards
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    shards = TokenShards(train_tokens)
+    usage = sum(token_usage(c, tokenizer.config.codebook_size) for c in shards.codes)
+    result = coarse_map(tokenizer.quantizer.codebook, clusters["count"], normalisation=clusters["normalisation"],
+                        seed=clusters["seed"], iters=clusters["iters"], usage=np.asarray(usage))
+    atomic.write_json(out, result)
+    log.info("coarse map: %d codes -> %d clusters (sizes %d..%d), %d codes used, %d clusters without a used code",
+             result["codebook_size"], result["clusters"], min(result["sizes"]), max(result["sizes"]),
+             result["used_codes"], result["clusters_without_used_code"])
+    return result
