@@ -28,8 +28,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from alitok.tokens.store import TokenStoreError
 
     from alitok.sharing import SharingError
+    from alitok.ctf.clusters import CoarseMapError
 
-    return tuple(errors + [DataError, ReleaseError, TokenStoreError, SharingError])
+    return tuple(errors + [DataError, ReleaseError, TokenStoreError, SharingError, CoarseMapError])
 
 
 def _params(args) -> dict:

@@ -10,7 +10,9 @@ reported next to the map, so a cluster made only of dead codes shows up as such.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,26 @@ import torch
 log = logging.getLogger("alitok.ctf")
 
 NORMALISATIONS = ("none", "l2")
+USAGE_ROWS = 4096  # token rows counted at a time: an ImageNet shard never becomes one int64 copy
+
+
+class CoarseMapError(ValueError):
+    """A coarse-map file that cannot be used; the message names the file."""
+
+
+def read_map(path) -> dict:
+    """A coarse map written by `alitok ctf-clusters`, checked: every code maps to one of `clusters` labels."""
+    path = Path(path)
+    try:
+        cmap = json.loads(path.read_text())
+        f2c, k, v = cmap["fine_to_coarse"], cmap["clusters"], cmap["codebook_size"]
+    except FileNotFoundError:
+        raise CoarseMapError(f"{path} does not exist: run `alitok ctf-clusters` first") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CoarseMapError(f"{path} is not a coarse map from `alitok ctf-clusters` ({type(e).__name__}: {e})") from e
+    if len(f2c) != v or min(f2c) < 0 or max(f2c) >= k:
+        raise CoarseMapError(f"{path}: fine_to_coarse must give each of {v} codes a label in 0..{k - 1}")
+    return cmap
 
 
 def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,17 +102,24 @@ def coarse_map(codebook: torch.Tensor, clusters: int, *, normalisation: str, see
 
 
 def token_usage(codes: np.ndarray, codebook_size: int) -> np.ndarray:
-    """How often each code occurs in a (…, seq_len) token array."""
-    return np.bincount(np.asarray(codes, dtype=np.int64).ravel(), minlength=codebook_size)
+    """How often each code occurs in a (rows, …) token array (memory-mapped shards are read in blocks)."""
+    counts = np.zeros(codebook_size, dtype=np.int64)
+    for i in range(0, len(codes), USAGE_ROWS):
+        counts += np.bincount(np.asarray(codes[i : i + USAGE_ROWS], dtype=np.int64).ravel(), minlength=codebook_size)
+    return counts
 
 
 def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
     """The `ctf_clusters` stage: k-means over the tokenizer's codebook, with usage from the training tokens."""
     from alitok import atomic
+    from alitok.config import ParamsError
     from alitok.tokenizer.release import load_tokenizer
     from alitok.tokens.store import TokenShards
 
     tokenizer = load_tokenizer(tokenizer_path)
+    if clusters["count"] > tokenizer.config.codebook_size:
+        raise ParamsError(f"ctf.clusters.count {clusters['count']} exceeds the {tokenizer.config.codebook_size} codes "
+                          f"of {tokenizer_path}")
     shards = TokenShards(train_tokens)
     usage = sum(token_usage(c, tokenizer.config.codebook_size) for c in shards.codes)
     result = coarse_map(tokenizer.quantizer.codebook, clusters["count"], normalisation=clusters["normalisation"],

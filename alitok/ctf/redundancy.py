@@ -7,13 +7,12 @@ the decoder cares about, the first swap costs far less PSNR and rFID than the se
 
 from __future__ import annotations
 
-import json
 import logging
 
-import numpy as np
 import torch
 
 from alitok import atomic
+from alitok.ctf.clusters import read_map
 from alitok.metrics import recon as recon_metrics
 from alitok.tokenizer.evaluate import held_out_images, reconstruct, to_uint8
 from alitok.tokenizer.release import load_tokenizer
@@ -50,7 +49,7 @@ def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, s
     from alitok.metrics import fidelity
 
     tokenizer = load_tokenizer(tokenizer_path).eval()
-    cmap = json.loads(open(coarse_map).read())
+    cmap = read_map(coarse_map)
     f2c = torch.tensor(cmap["fine_to_coarse"])
     originals, _ = held_out_images(val_csv, dataset_json, tokenizer.config.image_size)
     recons, codes = reconstruct(tokenizer, originals)
@@ -70,4 +69,3 @@ def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, s
     log.info("redundancy (K=%d): PSNR %.2f / %.2f / %.2f dB (reconstruction / within cluster / whole codebook)",
              cmap["clusters"], *(result[k]["psnr"] for k in swapped))
     return result
-

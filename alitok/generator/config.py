@@ -18,9 +18,13 @@ def model_config(p: dict, scale: str, num_classes: int) -> GeneratorConfig:
     geometry = {"vocab_size": tok.codebook_size, "num_prefix": tok.num_prefix, "grid": tok.grid,
                 "num_classes": num_classes, "dropout": drop["residual"], "attn_dropout": drop["attention"],
                 "token_dropout": drop["token"]}
-    if "size" in s:
-        return GeneratorConfig.named(s["arch"], s["size"], **geometry)
-    return GeneratorConfig(arch=s["arch"], width=s["width"], depth=s["depth"], heads=s["heads"], **geometry)
+    width, depth, heads = shape(s)
+    return GeneratorConfig(arch=s["arch"], width=width, depth=depth, heads=heads, **geometry)
+
+
+def shape(s: dict) -> tuple[int, int, int]:
+    """(width, depth, heads) of a params model entry: a named size of its arch, or explicit widths."""
+    return SIZES[s["arch"]][s["size"]] if "size" in s else (s["width"], s["depth"], s["heads"])
 
 
 def ctf_config(p: dict, cfg: GeneratorConfig, stage: int, clusters: int) -> GeneratorConfig:
@@ -32,7 +36,7 @@ def ctf_config(p: dict, cfg: GeneratorConfig, stage: int, clusters: int) -> Gene
     if stage != 2:
         raise ParamsError(f"CTF stage must be 1 or 2, got {stage}")
     s = p["ctf"]["stage2"]
-    width, depth, heads = SIZES[s["arch"]][s["size"]] if "size" in s else (s["width"], s["depth"], s["heads"])
+    width, depth, heads = shape(s)
     return dataclasses.replace(cfg, arch=s["arch"], width=width, depth=depth, heads=heads, input_vocab=clusters,
                                causal=False)
 

@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from alitok import atomic
 from alitok.config import ParamsError
+from alitok.ctf.clusters import read_map
+from alitok.ctf.sampling import generate_ctf
 from alitok.generator.archive import sample_labels, to_uint8, write_npz
 from alitok.generator.release import load_generator
-from alitok.ctf.sampling import generate_ctf
 from alitok.generator.sampling import generate
 from alitok.tokenizer.release import ReleaseError, load_tokenizer
 from alitok.training import distributed
@@ -39,7 +40,7 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     ctf = None
     if ctf_stage2 is not None:
         stage2 = load_generator(ctf_stage2).to(d.device)
-        cmap = json.loads(Path(coarse_map).read_text())
+        cmap = read_map(coarse_map)
         k = cmap["clusters"]
         if model.config.vocab_size != k or stage2.config.in_vocab != k or stage2.config.causal:
             raise ReleaseError(f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
+from alitok.ctf.clusters import read_map
 from alitok.generator.config import ctf_config, model_config, training_section
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
@@ -136,7 +137,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
     if ctf_stage is not None:
         if coarse_map is None:
             raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
-        ctf = json.loads(Path(coarse_map).read_text())
+        ctf = read_map(coarse_map)
         if ctf["codebook_size"] != cfg.vocab_size:
             raise TokenStoreError(f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
                                   f"{cfg.vocab_size}: recompute it from this tokenizer")
