@@ -27,6 +27,7 @@ if "release" not in P:  # the release256 profile imports weights: no data, no tr
     include: "workflow/rules/classifier.smk"
     include: "workflow/rules/tokenizer.smk"
     include: "workflow/rules/tokens.smk"
+include: "workflow/rules/ctf.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/release.smk"

@@ -39,6 +39,13 @@ def _params(args) -> dict:
     return config.load(args.params, args.profile)
 
 
+def _together(args, a: str, b: str) -> None:
+    """CTF's options come in pairs: one without the other would silently run the plain generator."""
+    if (getattr(args, a) is None) != (getattr(args, b) is None):
+        flags = " and ".join("--" + k.replace("_", "-") for k in (a, b))
+        raise SystemExit(f"alitok {args.command}: {flags} go together (CTF), or neither")
+
+
 def cmd_params(args) -> None:
     import yaml
 
@@ -120,6 +127,8 @@ def cmd_extract_tokens(args) -> None:
 def cmd_train_generator(args) -> None:
     from alitok.generator import train
 
+    _together(args, "ctf_stage", "coarse_map")
+
     summary = train.run(_params(args), scale=args.scale, train_dir=args.train_tokens, val_dir=args.val_tokens,
                         work_dir=args.work_dir, out=args.out, log_out=args.log_out, curve_out=args.curve_out,
                         control=args.control, ctf_stage=args.ctf_stage, coarse_map=args.coarse_map)
@@ -128,6 +137,8 @@ def cmd_train_generator(args) -> None:
 
 def cmd_sample(args) -> None:
     from alitok.generator import sample
+
+    _together(args, "ctf_stage2", "coarse_map")
 
     summary = sample.run(_params(args), scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
                          work_dir=args.work_dir, out_archive=args.out_archive, out_grid=args.out_grid,
@@ -152,10 +163,12 @@ def cmd_ctf_redundancy(args) -> None:
 def cmd_evaluate(args) -> None:
     from alitok.evaluation import samples
 
+    _together(args, "ctf_stage2", "coarse_map")
     samples.run(_params(args), out=args.out, extractor_weights=args.extractor_weights, cache_dir=args.cache_dir,
                 samples=args.samples, real_split=args.real_split, dataset_json=args.dataset,
                 reference_manifest=args.reference_manifest, scale=args.scale, control=args.control,
-                generator=args.generator, tokenizer=args.tokenizer)
+                generator=args.generator, tokenizer=args.tokenizer, ctf_stage2=args.ctf_stage2,
+                coarse_map=args.coarse_map)
 
 
 def cmd_pull(args) -> None:
@@ -171,7 +184,9 @@ def cmd_report(args) -> None:
     report.run(out=args.out, fig_dir=args.figure_dir, evaluations=args.evaluations, paper_csv=args.paper,
                real=args.real, classifier=args.classifier, tokenizer_metrics=args.tokenizer_metrics or (),
                comparison=args.comparison, generator_logs=args.generator_logs or (), generators=args.generators or (),
-               tokenizer_logs=args.tokenizer_logs or (), metrics_out=args.metrics_out, curves_dir=args.curves_dir)
+               tokenizer_logs=args.tokenizer_logs or (), metrics_out=args.metrics_out, curves_dir=args.curves_dir,
+               ctf_map=args.ctf_map, ctf_stage2=args.ctf_stage2, ctf_stage2_log=args.ctf_stage2_log,
+               ctf_redundancy=args.ctf_redundancy)
     log.info("report written to %s", args.out)
 
 
@@ -260,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True, help="manifest.json and shards")
 
     p = add("train-generator", cmd_train_generator, "train the AR generator of one scale on extracted tokens (resumable, DDP)")
-    p.add_argument("--scale", required=True, help="a key of generator.scales in params")
+    p.add_argument("--scale", help="a key of generator.scales in params (all but --ctf-stage 2: ctf.stage2)")
     p.add_argument("--train-tokens", type=Path, required=True, help="train token directory (extract-tokens)")
     p.add_argument("--val-tokens", type=Path, required=True, help="held-out token directory (extract-tokens)")
     p.add_argument("--work-dir", type=Path, required=True, help="in-progress checkpoints and log (resume from here)")
@@ -308,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", choices=["untrained", "shuffled_labels"], help="the samples are of this control")
     p.add_argument("--generator", type=Path, help="with --tokenizer: also time sampling at evaluation.speed.batch")
     p.add_argument("--tokenizer", type=Path)
+    p.add_argument("--ctf-stage2", type=Path, help="CTF: stage-2 checkpoint (--generator is then stage 1)")
+    p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON")
 
     p = add("report", cmd_report, "report.md and figures: our metrics with their context, beside the papers' numbers")
@@ -324,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer-logs", type=Path, nargs="*", help="train-tokenizer logs (JSON lines), for the curves")
     p.add_argument("--metrics-out", type=Path, required=True, help="metrics.json that DVC compares")
     p.add_argument("--curves-dir", type=Path, required=True, help="folder of loss curves that `dvc plots` draws")
+    p.add_argument("--ctf-map", type=Path, help="CTF's coarse map (ctf-clusters): clusters and usage")
+    p.add_argument("--ctf-stage2", type=Path, help="CTF's stage-2 checkpoint (its parameters count in CTF's size)")
+    p.add_argument("--ctf-stage2-log", type=Path, help="CTF's stage-2 training log (held-out fine-label accuracy)")
+    p.add_argument("--ctf-redundancy", type=Path, help="ctf-redundancy output: the swap measurement")
 
     p = add("pull", cmd_pull, "dvc pull, verify every file against dvc.lock, mark the results up to date for Snakemake")
     p.add_argument("--remote", help="the DVC remote (default: the project's default remote)")

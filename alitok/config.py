@@ -123,6 +123,10 @@ def _check_references(p: dict, where: str) -> None:
         if unknown:
             raise ParamsError(f"{where}: generator.run names {', '.join(unknown)}, not in generator.scales "
                               f"({', '.join(g['scales'])})")
+        unknown = [s for s in p.get("ctf", {}).get("run", []) if s not in g["scales"]]
+        if unknown:
+            raise ParamsError(f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales "
+                              f"({', '.join(g['scales'])})")
 
 
 def load(params: str | Path | dict = "params.yaml", profile: str | None = None) -> dict:

@@ -229,11 +229,13 @@ def compare(profile: str, metric: str = "fid") -> "pd.DataFrame":
             rows.append({"who": "ours", "run": r.data.tags.get("wildcards") or r.data.tags.get("rule"),
                          "gfid": r.data.metrics[metric],
                          "class_consistency": r.data.metrics.get("class_consistency"),
+                         "images_per_s": r.data.metrics.get("speed.images_per_s"),
                          "commit": r.data.tags.get("git_commit", "")[:8], "source": r.info.run_id[:8]})
     for r in client.search_runs([exp.experiment_id], "tags.kind = 'paper'"):
         if "gfid" in r.data.metrics:
             rows.append({"who": f"{r.data.tags['paper']} {r.data.tags['version']}",
                          "run": f"{r.data.tags['model']} ({r.data.tags['setting']})",
-                         "gfid": r.data.metrics["gfid"], "class_consistency": None, "commit": "",
+                         "gfid": r.data.metrics["gfid"], "class_consistency": None,
+                         "images_per_s": r.data.metrics.get("images_per_s"), "commit": "",
                          "source": f"{r.data.tags['table']}; {r.data.tags['source']}"})
     return pd.DataFrame(rows)

@@ -35,7 +35,7 @@ def test_slurm_profile_dry_runs_with_the_resources_params_give(project, tmp_path
     jobs = [j for j in planned_jobs(proc.stdout) if j["rule"] != "all"]
     assert {j["rule"] for j in jobs} >= {"prepare_data", "train_tokenizer_stage1", "train_tokenizer_stage2",
                                          "extract_tokens", "train_generator", "sample_generator",
-                                         "evaluate_generator", "write_report"}
+                                         "evaluate_generator", "write_report", "ctf_clusters", "train_ctf_stage2"}
     for job in jobs:
         want = resources.get(job["rule"], resources["default"])
         for key, value in want.items():

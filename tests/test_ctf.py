@@ -44,6 +44,26 @@ def test_configs_build_over_this_pipelines_codebook(arch):
         assert s2.config.class_id(torch.tensor([0])).item() == 513
 
 
+@pytest.mark.parametrize("profile", ["imagenet256", "imagenet512", "smoke"])
+def test_the_profiles_ctf_models_build_on_meta(profile):
+    """What the pipeline trains: each ctf.run scale's stage 1 is that plain generator with a K-way table and head
+    (fewer parameters by exactly the table and head rows it drops), and ctf.stage2 reads K and emits the codebook."""
+    from alitok.generator.config import ctf_config
+    from alitok.generator.config import model_config as generator_config
+
+    p = config.load("params.yaml", profile)
+    k, vocab = p["ctf"]["clusters"]["count"], model_config(p).codebook_size
+    with torch.device("meta"):
+        for scale in p["ctf"]["run"]:
+            plain, stage1 = Generator(generator_config(p, scale, 1000)), Generator(ctf_config(p, 1, k, 1000, scale))
+            per_row = 2 * plain.config.width + (plain.output.bias is not None)  # a table row, a head row and its bias
+            assert plain.num_params() - stage1.num_params() == (vocab - k) * per_row
+        stage2 = Generator(ctf_config(p, 2, k, 1000))
+    assert (stage2.config.in_vocab, stage2.config.vocab_size, stage2.config.causal) == (k, vocab, False)
+    if profile.startswith("imagenet"):  # LlamaGen-L's shape at 4096 codes: 326.66M at 16384 minus 12288 head rows
+        assert stage2.config.width == 1024 and stage2.num_params() / 1e6 == pytest.approx(326.66 - 12288 * 1024 / 1e6, abs=0.3)
+
+
 def small(causal: bool, **kw) -> Generator:
     torch.manual_seed(0)
     cfg = GeneratorConfig(arch="llamagen", width=32, depth=2, heads=2, vocab_size=kw.pop("vocab", 12), num_classes=3,
@@ -157,12 +177,13 @@ def test_stages_from_the_command_line(ws):
     assert cmap["clusters"] == 32 and cmap["codebook_size"] == 256 and sum(cmap["sizes"]) == 256
     assert cmap["used_codes"] + len(cmap["unused_codes"]) == 256 and cmap["used_codes"] > 0
 
-    for stage in (1, 2):
-        alitok(ws, "train-generator", "--scale", "S", "--train-tokens", ws / "tokens" / "train", "--val-tokens",
+    for stage in (1, 2):  # stage 1 takes scale S's shape and steps, stage 2 ctf.stage2's (tiny: 8 steps)
+        scale = ["--scale", "S"] if stage == 1 else []
+        alitok(ws, "train-generator", *scale, "--train-tokens", ws / "tokens" / "train", "--val-tokens",
                ws / "tokens" / "val", "--work-dir", ws / f"work{stage}", "--out", ws / f"stage{stage}.pt",
                "--log-out", ws / f"log{stage}.jsonl", "--ctf-stage", stage, "--coarse-map", ws / "clusters.json")
         records = [json.loads(line) for line in (ws / f"log{stage}.jsonl").read_text().splitlines()]
-        assert records[-1]["step"] == 12 and "val_loss" in records[-1]
+        assert records[-1]["step"] == (12 if stage == 1 else 8) and "val_loss" in records[-1]
     s1, s2 = load_generator(ws / "stage1.pt").config, load_generator(ws / "stage2.pt").config
     assert (s1.vocab_size, s1.causal) == (32, True)
     assert (s2.vocab_size, s2.in_vocab, s2.causal) == (256, 32, False)
@@ -183,6 +204,46 @@ def test_stages_from_the_command_line(ws):
                str(ws / "bad.npz"), "--out-grid", str(ws / "bad.png")], cwd=REPO, check=False)
     assert bad.returncode == 2 and "stage1.pt" in bad.stderr and "do not fit" in bad.stderr
     assert not (ws / "bad.npz").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scale", "S", "--ctf-stage", "2"], "stage 2 takes its shape from ctf.stage2"),
+    (["--ctf-stage", "1"], "every other generator from a scale"),
+    (["--scale", "S", "--coarse-map", "clusters.json"], "--ctf-stage and --coarse-map go together"),
+])
+def test_a_mixed_up_ctf_training_call_is_refused(ws, args, message):
+    from conftest import REPO, run
+
+    if not (ws / "clusters.json").exists():
+        alitok(ws, "ctf-clusters", "--tokenizer", ws / "tok.pt", "--train-tokens", ws / "tokens" / "train",
+               "--out", ws / "clusters.json")
+    args = [str(ws / a) if a == "clusters.json" else a for a in args]
+    if "--ctf-stage" in args:
+        args += ["--coarse-map", str(ws / "clusters.json")]
+    proc = run(["alitok", "train-generator", "--profile", "tiny", *args, "--train-tokens", str(ws / "tokens" / "train"),
+                "--val-tokens", str(ws / "tokens" / "val"), "--work-dir", str(ws / "wbad"), "--out", str(ws / "bad.pt"),
+                "--log-out", str(ws / "bad.jsonl")], cwd=REPO, check=False)
+    assert proc.returncode != 0 and message in proc.stderr and not (ws / "bad.pt").exists()
+
+
+def test_run_names_say_kind_scale_and_control():
+    from alitok.generator.config import generator_runs, parse_run
+
+    assert parse_run("S") == ("alitok", "S", None)
+    assert parse_run("S-shuffled_labels") == ("alitok", "S", "shuffled_labels")
+    assert parse_run("ctf-XL") == ("ctf", "XL", None)
+    assert generator_runs(config.load("params.yaml", "smoke")) == ["S", "S-untrained", "S-shuffled_labels", "ctf-S"]
+    assert generator_runs(config.load("params.yaml", "imagenet256")) == ["B", "L", "XL", "ctf-B", "ctf-L", "ctf-XL"]
+    assert "ctf-B" not in generator_runs(config.load("params.yaml", "release256"))  # nothing is trained there
+
+
+def test_ctf_run_must_name_a_generator_scale(tmp_path):
+    import yaml
+
+    doc = yaml.safe_load(open("params.yaml"))
+    doc["profiles"]["tiny"]["ctf"]["run"] = ["S", "M"]
+    with pytest.raises(config.ParamsError, match="ctf.run names M, not in generator.scales"):
+        config.load(doc, "tiny")
 
 
 def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):

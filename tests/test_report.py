@@ -71,3 +71,54 @@ def test_report_and_figures(tmp_path):
     report.run(out=tmp_path / "r2.md", fig_dir=tmp_path / "f2", evaluations=comparable, paper_csv=PAPER)
     text = (tmp_path / "r2.md").read_text()
     assert "the gap is meaningful" in text and "| B | 1.610 |" in text
+
+
+def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
+    """The CTF section pairs ctf-S with S, counts both stages in CTF's size, and states the redundancy verdict
+    from the numbers either way; metrics.json carries the same numbers."""
+    from alitok.models.generator import Generator, GeneratorConfig
+
+    def save(path, **kw):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = GeneratorConfig(arch="alitok", width=16, depth=1, heads=2, num_classes=3, num_prefix=3, grid=2, **kw)
+        torch.save({"model": Generator(cfg).state_dict()}, path)
+        return sum(p.numel() for p in Generator(cfg).parameters())
+
+    plain_n = save(tmp_path / "generator" / "S" / "model.pt", vocab_size=8)
+    ctf_n = save(tmp_path / "generator" / "ctf-S" / "model.pt", vocab_size=4)
+    stage2_n = save(tmp_path / "ctf" / "stage2" / "model.pt", vocab_size=8, input_vocab=4, causal=False)
+    for name, acc in (("S", 0.5), ("ctf-S", 0.7)):
+        (tmp_path / "generator" / name / "log.jsonl").write_text(json.dumps({"step": 5, "val_loss": 1.0, "val_acc": acc}))
+    (tmp_path / "ctf" / "stage2" / "log.jsonl").write_text(json.dumps({"step": 7, "val_loss": 0.9, "val_acc": 0.6}))
+    s = _evaluation(tmp_path / "S.json", 0.2, fid=40.0)
+    c = _evaluation(tmp_path / "ctf-S.json", 0.3, fid=30.0)
+    m = json.loads(c.read_text())
+    m["protocol"] |= {"kind": "ctf", "scale": "S", "tau2": 1.0, "restrict": False, "clusters": 4}
+    m["speed"]["images_per_s"] = 45.0
+    c.write_text(json.dumps(m))
+    cmap = {"clusters": 4, "codebook_size": 8, "normalisation": "none", "seed": 0, "sizes": [1, 2, 2, 3],
+            "used_codes": 6, "clusters_without_used_code": 1}
+    (tmp_path / "map.json").write_text(json.dumps(cmap))
+    swaps = {"reconstruction": {"psnr": 19.0, "rfid": 40.0}, "within_cluster": {"psnr": 18.5, "rfid": 45.0,
+             "psnr_vs_reconstruction": 30.0}, "whole_codebook": {"psnr": 7.0, "rfid": 140.0, "psnr_vs_reconstruction": 7.5}}
+    (tmp_path / "red.json").write_text(json.dumps({"num_images": 60, "seed": 0, **swaps}))
+    gens = [tmp_path / "generator" / n / "model.pt" for n in ("S", "ctf-S")]
+    report.run(out=tmp_path / "report.md", fig_dir=tmp_path / "figures", evaluations=[s, c], paper_csv=PAPER,
+               generator_logs=[g.parent / "log.jsonl" for g in gens], generators=gens, ctf_map=tmp_path / "map.json",
+               ctf_stage2=tmp_path / "ctf" / "stage2" / "model.pt", ctf_stage2_log=tmp_path / "ctf" / "stage2" / "log.jsonl",
+               ctf_redundancy=tmp_path / "red.json", metrics_out=tmp_path / "metrics.json", curves_dir=tmp_path / "curves")
+    text = (tmp_path / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| ctf-S | S |"))
+    assert f"{(ctf_n + stage2_n) / 1e6:.2f} / {plain_n / 1e6:.2f}" in row
+    assert "30.00 / 40.00" in row and "0.300 / 0.200" in row and "45.0 / 30.0 (1.50x)" in row and "0.700 / 0.500" in row
+    assert "gFID lower (30.00 against 40.00" in text and "6 codes used by the training tokens (75%)" in text
+    assert "accuracy 60.0% after 7 steps" in text and "The redundancy finding **holds**" in text
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["ctf"]["redundancy"]["within_cluster"] == {"psnr": 18.5, "rfid": 45.0}
+    assert summary["ctf"]["stage2"] == {"val_loss": 0.9, "val_acc": 0.6} and summary["generator"]["ctf-S"]["fid"] == 30.0
+
+    swaps["within_cluster"]["rfid"] = 150.0  # the within-cluster swap now hurts rFID more: the finding does not hold
+    (tmp_path / "red.json").write_text(json.dumps({"num_images": 60, "seed": 0, **swaps}))
+    report.run(out=tmp_path / "r2.md", fig_dir=tmp_path / "f2", evaluations=[s, c], paper_csv=PAPER,
+               ctf_redundancy=tmp_path / "red.json", ctf_map=tmp_path / "map.json")
+    assert "The redundancy finding **does not hold**" in (tmp_path / "r2.md").read_text()

@@ -47,7 +47,11 @@ def test_every_params_profile_dry_runs(project, tmp_path, profile):
     assert f"results/{profile}/" in proc.stdout
     runs = {"tiny": ["S"], "smoke": ["S"], "imagenet256": ["B", "L", "XL"], "imagenet512": ["L"]}[profile]
     controls = 2 if profile in ("tiny", "smoke") else 0  # untrained, shuffled labels
-    assert jobs["train_generator"] == jobs["sample_generator"] == jobs["evaluate_generator"] == len(runs) * (1 + controls)
+    ctf = config.load(project / "params.yaml", profile)["ctf"]["run"]  # CTF's stage 1, beside each plain scale
+    assert jobs["train_generator"] == jobs["sample_generator"] == jobs["evaluate_generator"] == len(runs) * (1 + controls) + len(ctf)
+    assert jobs["ctf_clusters"] == jobs["train_ctf_stage2"] == 1  # one map and one stage 2 serve every stage 1
+    assert jobs.get("ctf_redundancy") == (1 if controls else None)  # rFID with the domain classifier: embedded data
+    assert all(f"generator/ctf-{scale}/model.pt" in proc.stdout for scale in ctf)
     assert jobs.get("evaluate_real") == (1 if controls else None)  # floor and ceiling: embedded data only
     for scale in ("S", "B", "L", "XL"):
         assert (f"generator/{scale}/model.pt" in proc.stdout) == (scale in runs)
@@ -146,11 +150,21 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
         assert m["protocol"]["guidance"] == 4.0 and m["protocol"]["uint8"] == "round"
         assert m["speed"]["images_per_s"] > 0 and m["speed"]["hardware"]
     assert json.loads((out / "generator" / "S-untrained" / "log.jsonl").read_text().splitlines()[0])["step"] == 0
+    # CTF on the same tokens: its stage 1 is run ctf-S, sampled and evaluated beside S with both stages timed
+    ctf = json.loads((out / "evaluation" / "ctf-S.json").read_text())
+    assert ctf["protocol"]["kind"] == "ctf" and ctf["protocol"]["clusters"] == 32 and ctf["speed"]["images_per_s"] > 0
+    assert json.loads((out / "ctf" / "coarse_map.json").read_text())["used_codes"] > 0
+    assert json.loads((out / "ctf" / "stage2" / "log.jsonl").read_text().splitlines()[-1])["step"] == 8
+    assert {"reconstruction", "within_cluster", "whole_codebook"} <= set(json.loads((out / "ctf" / "redundancy.json").read_text()))
     real = json.loads((out / "evaluation" / "real_val.json").read_text())
     assert real["num_samples"] == 60 and "speed" not in real
     assert real["class_consistency"] == pytest.approx(metrics["val_accuracy"], abs=1e-6)  # the ceiling
     report = (out / "report.md").read_text()
     assert "## Generator" in report and "no gap to the papers is computed" in report
+    assert "| ctf-S | S |" in report and "swapped within the cluster" in report  # CTF beside plain; redundancy
+    summary = json.loads((out / "metrics.json").read_text())
+    assert "ctf-S" in summary["generator"] and set(summary["ctf"]) == {"coarse_map", "stage2", "redundancy"}
+    assert (out / "curves" / "heldout" / "ctf_stage2.json").stat().st_size > 0
     assert all((out / "figures" / f).stat().st_size > 0 for f in ("gfid_vs_params.png", "generator_curves.png"))
     _check_mlflow(project)
 
@@ -172,17 +186,29 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
     # A sampling change resamples; a generator optimizer change retrains the generator; neither re-extracts.
     edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=2))  # undo
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=4))
-    runs = 3  # S and its two controls
+    runs = 4  # S, its two controls, CTF's ctf-S
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert jobs.get("sample_generator") == runs and "train_generator" not in jobs and "extract_tokens" not in jobs
     assert jobs.get("evaluate_generator") == runs and jobs.get("write_report") == 1
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"].setdefault("optimizer", {}).update(lr=5e-4))
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert jobs.get("train_generator") == runs and jobs.get("sample_generator") == runs and "extract_tokens" not in jobs
+    assert jobs.get("train_ctf_stage2") == 1 and "ctf_clusters" not in jobs  # the optimizer is shared; the map is not
 
-    # An evaluation change re-evaluates and rewrites the report; it never resamples or retrains.
+    # A CTF sampling change resamples CTF only; a cluster change redoes the map and everything on it, not the tokens.
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["optimizer"].update(lr=1e-3))  # undo
     edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=8))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"].setdefault("sampling", {}).update(tau2=0.9))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("sample_generator") == 1 and "train_generator" not in jobs
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["clusters"].update(seed=1))
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("ctf_clusters") == 1 and jobs.get("train_ctf_stage2") == 1 and jobs.get("ctf_redundancy") == 1
+    assert jobs.get("train_generator") == 1 and "extract_tokens" not in jobs  # ctf-S only
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["clusters"].update(seed=0))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["sampling"].update(tau2=1.0))  # undo
+
+    # An evaluation change re-evaluates and rewrites the report; it never resamples or retrains.
     edit_params(project, lambda d: d["profiles"]["tiny"]["evaluation"].update(batch=8))
     jobs = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert jobs.get("evaluate_generator") == runs and jobs.get("evaluate_real") == 1
@@ -200,7 +226,8 @@ def _check_mlflow(project):
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     rules = {(c.data.tags["rule"], c.data.tags["wildcards"]) for c in children}
     assert ("train_generator", "run=S") in rules and ("evaluate_generator", "run=S-shuffled_labels") in rules
-    assert ("write_report", "") in rules and len(children) == 24
+    assert ("train_generator", "run=ctf-S") in rules and ("train_ctf_stage2", "") in rules
+    assert ("write_report", "") in rules and len(children) == 30
     assert all(c.data.tags["params_hash"] == parent.data.tags["params_hash"] for c in children)
     train = next(c for c in children if c.data.tags["rule"] == "train_generator" and c.data.tags["wildcards"] == "run=S")
     logged = [r for r in map(json.loads, (project / "results/tiny/generator/S/log.jsonl").read_text().splitlines())]
@@ -213,7 +240,8 @@ def _check_mlflow(project):
     release_b = [r for r in papers if r.data.tags["table"] == "release (ImageNet-256)" and r.data.tags["model"] == "AliTok-B"]
     assert len(release_b) == 1 and release_b[0].data.metrics["gfid"] == 1.50
     compare = run(["alitok", "compare", "--profile", "tiny"], cwd=project).stdout
-    assert "ours" in compare and "AliTok-XL" in compare
+    assert "ours" in compare and "AliTok-XL" in compare and "images_per_s" in compare
+    assert "run=ctf-S" in compare and "run=S " in compare + " "  # CTF beside the plain generator
 
 
 def _seconds(benchmark_tsv) -> float:
@@ -260,8 +288,18 @@ def test_smoke_pipeline(project):
         assert "near chance, as it must be" in text
     main = json.loads((out / "evaluation" / "S.json").read_text())
     assert main["fid"] > real["fid"] >= 0  # samples sit above the real-image floor
-    if main["class_consistency"] < CC_GOAL:  # issue 6's goal; an expected failure until the generator gets there
-        pytest.xfail(f"smoke class-consistency {main['class_consistency']:.1%} < {CC_GOAL:.0%} (docs/generator.md)")
+
+    # CTF beside the plain generator on the same tokens, within 5 minutes more than the plain pipeline
+    ctf = json.loads((out / "evaluation" / "ctf-S.json").read_text())
+    assert ctf["fid"] > real["fid"] and ctf["speed"]["images_per_s"] > 0
+    assert "| ctf-S | S |" in text and "The redundancy finding" in text
+    ctf_jobs = ["ctf_clusters", "train_ctf_stage2", "ctf_redundancy", "train_generator_ctf-S", "sample_generator_ctf-S",
+                "evaluate_generator_ctf-S"]
+    ctf_seconds = sum(_seconds(out / "benchmarks" / f"{job}.tsv") for job in ctf_jobs)
+    assert ctf_seconds < 300, f"CTF's jobs took {ctf_seconds:.0f} s (budget 300 s)"
+    short = {name: m["class_consistency"] for name, m in (("S", main), ("ctf-S", ctf)) if m["class_consistency"] < CC_GOAL}
+    if short:  # issues 6 and 8's goal; an expected failure until the generators get there
+        pytest.xfail(f"smoke class-consistency below {CC_GOAL:.0%}: {short} (docs/generator.md, docs/ctf.md)")
 
 
 def test_second_invocation_in_one_directory_is_refused(project):

@@ -51,12 +51,13 @@ def _rel(target, start) -> str:
 
 
 def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
-    lines = ["| run | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
-             "class-consistency | images/s (batch) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
+             "class-consistency | images/s (batch) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in evals.items():
         speed = m.get("speed")
         last = next((r for r in reversed(logs.get(name, [])) if "val_loss" in r), {})
-        lines.append(f"| {name} | {m['protocol'].get('control') or '–'} | {_fmt(last.get('val_loss'))} | "
+        lines.append(f"| {name} | {m['protocol'].get('kind', 'alitok')} | {m['protocol'].get('control') or '–'} | "
+                     f"{_fmt(last.get('val_loss'))} | "
                      f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
                      f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
                      f"{_fmt(m.get('class_consistency'))} | "
@@ -84,6 +85,70 @@ def verdicts(evals: dict[str, dict], real: dict | None) -> list[str]:
                        + (f" Ceiling (classifier on real held-out images): {real['class_consistency']:.1%}."
                           if real and "class_consistency" in real else ""))
     return out
+
+
+def ctf_pairs(evals: dict[str, dict]) -> list[tuple[str, str]]:
+    """(CTF run, plain run of the same scale): the fair comparison, same depth and width on the same tokens."""
+    return [(name, m["protocol"]["scale"]) for name, m in evals.items()
+            if m["protocol"].get("kind") == "ctf" and m["protocol"]["scale"] in evals]
+
+
+def _ratio(a, b) -> str:
+    return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def ctf_section(evals: dict, logs: dict, params_of: dict, cmap: dict | None, stage2_log: list,
+                redundancy: dict | None) -> list[str]:
+    """CTF beside the plain generator of its shape, its stage 2 and coarse map, and the redundancy measurement."""
+    lines = ["## CTF: coarse-to-fine on the same tokens", ""]
+    if cmap is not None:
+        used = cmap.get("used_codes")
+        lines.append(f"- Coarse map: {cmap['codebook_size']} codes in {cmap['clusters']} clusters (k-means, "
+                     f"normalisation {cmap['normalisation']}, seed {cmap['seed']}; sizes {min(cmap['sizes'])}.."
+                     f"{max(cmap['sizes'])})" + ("" if used is None else
+                     f"; {used} codes used by the training tokens ({used / cmap['codebook_size']:.0%}), "
+                     f"{cmap['clusters_without_used_code']} clusters without a used code") + ".")
+    last = next((r for r in reversed(stage2_log) if "val_loss" in r), None)
+    if last is not None:
+        lines.append(f"- Stage 2 (one bidirectional model for every stage 1, trained on true coarse maps): held-out "
+                     f"fine-label loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.1%} after {last['step']} steps.")
+    lines.append("")
+    pairs = ctf_pairs(evals)
+    if pairs:
+        lines += ["CTF against the plain generator of the same depth and width (CTF's parameters: stage 1 + stage 2; "
+                  "its held-out accuracy is stage 1's, over coarse labels):", "",
+                  "| CTF | plain | params (M) CTF / plain | gFID CTF / plain | class-consistency CTF / plain | "
+                  "images/s CTF / plain (ratio) | held-out accuracy CTF / plain |", "|---|---|---|---|---|---|---|"]
+        for ctf, plain in pairs:
+            a, b = evals[ctf], evals[plain]
+            acc = [next((r["val_acc"] for r in reversed(logs.get(n, [])) if "val_acc" in r), None) for n in (ctf, plain)]
+            speed = [m["speed"]["images_per_s"] if "speed" in m else None for m in (a, b)]
+            size = [params_of[n] / 1e6 if n in params_of else None for n in (ctf, plain)]
+            lines.append(f"| {ctf} | {plain} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | {a['fid']:.2f} / {b['fid']:.2f} | "
+                         f"{_fmt(a.get('class_consistency'))} / {_fmt(b.get('class_consistency'))} | "
+                         f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
+                         f"{_fmt(acc[0])} / {_fmt(acc[1])} |")
+            order = "lower" if a["fid"] < b["fid"] else "higher" if a["fid"] > b["fid"] else "equal"
+            lines.append("")
+            lines.append(f"- `{ctf}` against `{plain}`: gFID {order} "
+                         f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
+                         f"target repeats it over seeds).")
+        lines.append("")
+    if redundancy is not None:
+        lines += ["Redundancy (the paper's Fig. 1b as numbers): every held-out token replaced by a random member of its "
+                  f"cluster, or by a random code of the whole codebook, then decoded ({redundancy['num_images']} images, "
+                  f"seed {redundancy['seed']}):", "",
+                  "| tokens | PSNR vs original (dB) | PSNR vs plain reconstruction (dB) | rFID |", "|---|---|---|---|"]
+        for key, label in (("reconstruction", "as encoded"), ("within_cluster", "swapped within the cluster"),
+                           ("whole_codebook", "swapped anywhere in the codebook")):
+            r = redundancy[key]
+            lines.append(f"| {label} | {r['psnr']:.2f} | {_fmt(r.get('psnr_vs_reconstruction'), 1)} | {r['rfid']:.2f} |")
+        w, a, plain = redundancy["within_cluster"], redundancy["whole_codebook"], redundancy["reconstruction"]
+        holds = w["psnr"] - a["psnr"] > 0 and w["rfid"] < a["rfid"]
+        lines += ["", f"- The redundancy finding {'**holds**' if holds else '**does not hold**'} here: a within-cluster "
+                  f"swap costs {plain['psnr'] - w['psnr']:.2f} dB and {w['rfid'] - plain['rfid']:+.1f} rFID, a swap "
+                  f"anywhere {plain['psnr'] - a['psnr']:.2f} dB and {a['rfid'] - plain['rfid']:+.1f} rFID.", ""]
+    return lines
 
 
 def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +205,8 @@ def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, lo
 
 
 def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=None, tokenizer_metrics=(),
-        comparison=None, generator_logs=(), generators=(), tokenizer_logs=(), metrics_out=None, curves_dir=None) -> None:
+        comparison=None, generator_logs=(), generators=(), tokenizer_logs=(), metrics_out=None, curves_dir=None,
+        ctf_map=None, ctf_stage2=None, ctf_stage2_log=None, ctf_redundancy=None) -> None:
     import torch
 
     out, fig_dir = Path(out), Path(fig_dir)
@@ -149,9 +215,18 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
     paper = pd.read_csv(paper_csv)
     logs = {Path(p).parent.name: plots.read_log(p) for p in generator_logs}
     params_of = {}
+    def count(path) -> int:
+        return sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=False)["model"].values())
+
     for g in generators:
-        ck = torch.load(g, map_location="cpu", weights_only=False)
-        params_of[Path(g).parent.name] = sum(v.numel() for v in ck["model"].values())
+        params_of[Path(g).parent.name] = count(g)
+    stage2_params = count(ctf_stage2) if ctf_stage2 else 0
+    for name, m in evals.items():  # CTF's size is both stages'
+        if m["protocol"].get("kind") == "ctf" and name in params_of:
+            params_of[name] += stage2_params
+    cmap = _load(ctf_map) if ctf_map else None
+    stage2_log = plots.read_log(ctf_stage2_log) if ctf_stage2_log else []
+    redundancy = _load(ctf_redundancy) if ctf_redundancy else None
     profile = next(iter(evals.values()))["protocol"]["profile"] if evals else "?"
 
     lines = [f"# Report: params profile `{profile}`", "",
@@ -195,12 +270,17 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
         lines.append(f"- `{name}` protocol: {p.get('num_samples')} samples, labels {p.get('label_layout')}, guidance "
                      f"{p.get('guidance')} ({p.get('guidance_schedule')}), temperature {p.get('temperature')}, top-k "
                      f"{p.get('top_k')}, top-p {p.get('top_p')}, uint8 {p.get('uint8')}, weights {p.get('weights')}, "
-                     f"seed {p.get('sample_seed')}.")
+                     f"seed {p.get('sample_seed')}"
+                     + (f", CTF: τ2 {p['tau2']}, stage-2 restricted to the cluster {p['restrict']}, K {p['clusters']}"
+                        if p.get("kind") == "ctf" else "") + ".")
     speeds = [m["speed"] for m in evals.values() if "speed" in m]
     if speeds:
         lines.append(f"- Sampling speed measured on: {speeds[0]['hardware']}, {speeds[0]['precision']}, "
                      "with decoding to pixels.")
     lines.append("")
+
+    if cmap is not None or ctf_pairs(evals):
+        lines += ctf_section(evals, logs, params_of, cmap, stage2_log, redundancy)
 
     lines += ["## The papers' numbers", ""]
     like = {n: m for n, m in evals.items() if comparable(m) and not m["protocol"].get("control")}
@@ -232,7 +312,10 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
         tok = {Path(p).name.replace("_metrics.json", ""): _load(p) for p in tokenizer_metrics}
         curve_logs = {f"generator_{n}": records for n, records in logs.items()}
         curve_logs |= {f"tokenizer_{Path(p).name.replace('_log.jsonl', '')}": plots.read_log(p) for p in tokenizer_logs}
+        if ctf_stage2_log:
+            curve_logs["ctf_stage2"] = stage2_log
         summary.write(metrics_out, curves_dir, summary.metrics(
             evaluations=evals, generator_logs=logs, real=real_m, tokenizer=tok,
-            classifier=_load(classifier) if classifier else None), summary.curves(curve_logs))
+            classifier=_load(classifier) if classifier else None,
+            ctf={"coarse_map": cmap, "stage2_log": stage2_log, "redundancy": redundancy}), summary.curves(curve_logs))
     atomic.write_text(out, "\n".join(lines) + "\n")

@@ -37,22 +37,21 @@ def hardware() -> str:
 
 
 @torch.no_grad()
-def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: int, repeats: int) -> dict:
-    """Images/s of generate + decode at `batch`, after one untimed warm-up call, with the run's own settings."""
-    from alitok.generator.release import load_generator
-    from alitok.generator.sampling import generate
+def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: int, repeats: int, ctf_stage2=None,
+                   coarse_map=None) -> dict:
+    """Images/s of generate + decode at `batch`, after one untimed warm-up call, with the run's own settings (CTF:
+    both stages)."""
+    from alitok.generator.sample import drawer, load_models
     from alitok.tokenizer.release import load_tokenizer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, tok = load_generator(generator_path).to(device), load_tokenizer(tokenizer_path).to(device)
-    s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
+    model, ctf = load_models(p, generator_path, device, ctf_stage2, coarse_map)
+    tok = load_tokenizer(tokenizer_path).to(device)
+    draw = drawer(p, scale, model, ctf)
     labels = torch.arange(batch, device=device) % model.config.num_classes
 
     def once():
-        codes = generate(model, labels, torch.arange(batch, device=device), seed=sc["sample_seed"],
-                         guidance=sc["guidance"], power=sc["guidance_power"], temperature=s["temperature"],
-                         top_k=s["top_k"], top_p=s["top_p"])
-        tok.decode_tokens(codes)
+        tok.decode_tokens(draw(labels, torch.arange(batch, device=device)))
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -65,23 +64,30 @@ def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: i
             "precision": "fp32", "includes_decoding": True}
 
 
-def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict) -> dict:
+def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict, ctf: bool = False) -> dict:
     """Every setting that moves the numbers, stored with them."""
     e = p["evaluation"]
     out = {"profile": p["name"], "num_samples": num_samples, "reference": {**e["reference"], "key": ref["name"]},
            "extractor": e["extractor"], "prc_k": e["prc_k"], "isc_splits": e["isc_splits"]}
     if scale is not None:
         s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
-        out.update(scale=scale, control=control, weights="raw (no EMA)", guidance=sc["guidance"],
-                   guidance_schedule="constant" if sc["guidance_power"] is None else
-                   f"cosine-power, power {sc['guidance_power']}", temperature=s["temperature"], top_k=s["top_k"],
-                   top_p=s["top_p"], uint8=s["uint8"], label_layout=s["labels"], sample_seed=sc["sample_seed"])
+        guide = p["ctf"]["sampling"] if ctf else sc
+        out.update(kind="ctf" if ctf else "alitok", scale=scale, control=control, weights="raw (no EMA)",
+                   guidance=guide["guidance"], guidance_schedule="constant" if guide["guidance_power"] is None else
+                   f"cosine-power, power {guide['guidance_power']}", uint8=s["uint8"], label_layout=s["labels"],
+                   sample_seed=sc["sample_seed"])
+        if ctf:
+            c = p["ctf"]["sampling"]
+            out.update(temperature=c["tau1"], tau2=c["tau2"], top_k=c["top_k"], top_p=1.0, restrict=c["restrict"],
+                       clusters=p["ctf"]["clusters"]["count"])
+        else:
+            out.update(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
     return out
 
 
 def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=None, dataset_json=None,
         reference_manifest=None, scale: str | None = None, control: str | None = None, generator=None,
-        tokenizer=None) -> dict:
+        tokenizer=None, ctf_stage2=None, coarse_map=None) -> dict:
     """Metrics JSON of `samples` (an ADM archive) or of the real images listed in `real_split` (a manifest)."""
     e = p["evaluation"]
     if (samples is None) == (real_split is None):
@@ -105,7 +111,7 @@ def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=
         "fid": generative.fid(generative.statistics(feats["pool"]), ref),
         "is": isc_mean, "is_std": isc_std, "precision": precision, "recall": recall,
         "num_samples": len(images),
-        "protocol": protocol(p, scale, control, len(images), ref),
+        "protocol": protocol(p, scale, control, len(images), ref, ctf=ctf_stage2 is not None),
         "extractor_weights_sha256": generative.weights_digest(extractor_weights, 64),
         "source": str(samples if samples is not None else real_split),
     }
@@ -115,7 +121,8 @@ def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=
 
         metrics["chance"] = 1.0 / len(manifest.read_dataset_info(dataset_json)["classes"])
     if generator is not None and tokenizer is not None:
-        metrics["speed"] = sampling_speed(generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"])
+        metrics["speed"] = sampling_speed(generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"],
+                                          ctf_stage2, coarse_map)
     atomic.write_json(out, metrics)
     log.info("evaluated %s: FID %.3f, IS %.2f, precision %.3f, recall %.3f%s", metrics["source"], metrics["fid"],
              isc_mean, precision, recall,

@@ -25,7 +25,7 @@ def _last(records: list[dict], key: str):
 
 
 def metrics(*, evaluations: dict[str, dict], generator_logs: dict[str, list], real: dict | None = None,
-            classifier: dict | None = None, tokenizer: dict[str, dict] | None = None) -> dict:
+            classifier: dict | None = None, tokenizer: dict[str, dict] | None = None, ctf: dict | None = None) -> dict:
     """Headline numbers, nested by stage and run; only numbers, so every key is comparable across experiments."""
     out: dict = {}
     if classifier is not None:
@@ -45,15 +45,26 @@ def metrics(*, evaluations: dict[str, dict], generator_logs: dict[str, list], re
                 g[key] = value
         gen[run] = g
     out["generator"] = gen
+    if ctf and (ctf.get("coarse_map") or ctf.get("stage2_log") or ctf.get("redundancy")):
+        c: dict = {}
+        if ctf.get("coarse_map"):
+            c["coarse_map"] = _pick(ctf["coarse_map"], ("clusters", "used_codes", "clusters_without_used_code"))
+        if ctf.get("stage2_log"):
+            c["stage2"] = {k: v for k in ("val_loss", "val_acc") if (v := _last(ctf["stage2_log"], k)) is not None}
+        if ctf.get("redundancy"):
+            c["redundancy"] = {swap: _pick(ctf["redundancy"][swap], ("psnr", "rfid"))
+                               for swap in ("reconstruction", "within_cluster", "whole_codebook")}
+        out["ctf"] = c
     return out
 
 
-def curve_names(generator_runs, tokenizer_stages) -> dict[str, list[str]]:
+def curve_names(generator_runs, tokenizer_stages, others=()) -> dict[str, list[str]]:
     """The curve files a run of the pipeline has, by kind: declared as outputs so that a missing one is an error.
-    The untrained control has no training loss, only its held-out point; the tokenizer logs no held-out loss."""
+    The untrained control has no training loss, only its held-out point; the tokenizer logs no held-out loss;
+    `others` (CTF's stage 2) log both."""
     return {"train": [f"generator_{r}" for r in generator_runs if not r.endswith("-untrained")]
-            + [f"tokenizer_{s}" for s in tokenizer_stages],
-            "heldout": [f"generator_{r}" for r in generator_runs]}
+            + [f"tokenizer_{s}" for s in tokenizer_stages] + list(others),
+            "heldout": [f"generator_{r}" for r in generator_runs] + list(others)}
 
 
 def curves(logs: dict[str, list]) -> dict[str, dict[str, list[dict]]]:

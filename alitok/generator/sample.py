@@ -31,26 +31,43 @@ from alitok.training import distributed
 log = logging.getLogger("alitok.generator")
 
 
+def load_models(p: dict, generator_path, device, ctf_stage2=None, coarse_map=None):
+    """(model, ctf): the generator, or CTF's stage 1 plus `ctf` = its stage 2, map and `ctf.sampling` settings."""
+    model = load_generator(generator_path).to(device)
+    if ctf_stage2 is None:
+        return model, None
+    stage2 = load_generator(ctf_stage2).to(device)
+    cmap = read_map(coarse_map)
+    k = cmap["clusters"]
+    if model.config.vocab_size != k or stage2.config.in_vocab != k or stage2.config.causal:
+        raise ReleaseError(f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "
+                           f"{stage2.config.in_vocab}, causal={stage2.config.causal}) do not fit the {k} clusters "
+                           f"of {coarse_map}")
+    return model, {"stage2": stage2, "f2c": torch.tensor(cmap["fine_to_coarse"], device=device), **p["ctf"]["sampling"]}
+
+
+def drawer(p: dict, scale: str, model, ctf):
+    """(labels, sample ids) -> codes with the run's own settings: one function for sampling and for timing it."""
+    s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
+
+    def draw(labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if ctf is None:
+            return generate(model, labels, ids, seed=sc["sample_seed"], guidance=sc["guidance"],
+                            power=sc["guidance_power"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
+        return generate_ctf(model, ctf["stage2"], ctf["f2c"], labels, ids, seed=sc["sample_seed"],
+                            guidance=ctf["guidance"], power=ctf["guidance_power"], tau1=ctf["tau1"], tau2=ctf["tau2"],
+                            top_k=ctf["top_k"], restrict=ctf["restrict"])[1]
+
+    return draw
+
+
 def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_archive, out_grid,
         ctf_stage2=None, coarse_map=None) -> dict:
     """With `ctf_stage2` and `coarse_map`, `generator_path` is CTF's stage 1 and samples follow `ctf.sampling`."""
     d = distributed.setup()
     s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
-    model = load_generator(generator_path).to(d.device)
-    ctf = None
-    if ctf_stage2 is not None:
-        stage2 = load_generator(ctf_stage2).to(d.device)
-        cmap = read_map(coarse_map)
-        k = cmap["clusters"]
-        if model.config.vocab_size != k or stage2.config.in_vocab != k or stage2.config.causal:
-            raise ReleaseError(f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "
-                               f"{stage2.config.in_vocab}, causal={stage2.config.causal}) do not fit the {k} clusters "
-                               f"of {coarse_map}")
-        f2c = torch.tensor(cmap["fine_to_coarse"], device=d.device)
-        ctf = {"stage2": stage2, "f2c": f2c, **p["ctf"]["sampling"]}
-        cfg_out = stage2.config
-    else:
-        cfg_out = model.config
+    model, ctf = load_models(p, generator_path, d.device, ctf_stage2, coarse_map)
+    cfg_out = model.config if ctf is None else ctf["stage2"].config
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
     cfg, size = cfg_out, tokenizer.config.image_size
     if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
@@ -77,17 +94,12 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
             done = state["done"]
     images = np.lib.format.open_memmap(block, mode="r+" if done else "w+", dtype=np.uint8, shape=(per, size, size, 3))
 
+    draw = drawer(p, scale, model, ctf)
     bar = tqdm(total=per, initial=done, desc=f"sample {scale}", unit="img", file=sys.stderr, disable=not d.is_main)
     for start in range(lo + done, hi, s["batch"]):
         stop = min(start + s["batch"], hi)
         batch_labels, ids = torch.as_tensor(labels[start:stop], device=d.device), torch.arange(start, stop, device=d.device)
-        if ctf is None:
-            codes = generate(model, batch_labels, ids, seed=sc["sample_seed"], guidance=sc["guidance"],
-                             power=sc["guidance_power"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
-        else:
-            _, codes = generate_ctf(model, ctf["stage2"], ctf["f2c"], batch_labels, ids, seed=sc["sample_seed"],
-                                    guidance=ctf["guidance"], power=ctf["guidance_power"], tau1=ctf["tau1"],
-                                    tau2=ctf["tau2"], top_k=ctf["top_k"], restrict=ctf["restrict"])
+        codes = draw(batch_labels, ids)
         with torch.no_grad():
             images[start - lo : stop - lo] = to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])
         images.flush()

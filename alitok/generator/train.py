@@ -33,7 +33,7 @@ from tqdm import tqdm
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
-from alitok.generator.config import ctf_config, model_config, training_section
+from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, training_section
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
@@ -115,33 +115,38 @@ def evaluate(model, batches, device, autocast, targets: Targets = Targets(None, 
     return {"val_loss": loss / k, "val_acc": acc / k, "val_class_gain": (null_loss - loss) / k}
 
 
-CONTROLS = ("untrained", "shuffled_labels")
-
-
-def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curve_out=None,
+def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_out, curve_out=None,
         control: str | None = None, ctf_stage: int | None = None, coarse_map=None) -> dict:
+    """Scale None only for CTF's stage 2, whose shape and schedule are `ctf.stage2`."""
     d = distributed.setup()
     g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
-    sc = g["scales"][scale]
-    train = TokenShards(train_dir)
-    val = TokenShards(val_dir)
-    cfg = model_config(p, scale, train.info["num_classes"])
-    if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, cfg.vocab_size):
-        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
-                         f"the generator expects {cfg.seq_len} over {cfg.vocab_size}: re-extract them")
-    per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
     if control not in (None,) + CONTROLS:
         raise ParamsError(f"generator control must be one of {', '.join(CONTROLS)}, got {control!r}")
-    total = 0 if control == "untrained" else sc["steps"]
+    if (scale is None) != (ctf_stage == 2):
+        raise ParamsError("CTF's stage 2 takes its shape from ctf.stage2, every other generator from a scale")
+    train = TokenShards(train_dir)
+    val = TokenShards(val_dir)
+    num_classes = train.info["num_classes"]
+    geo = geometry(p, num_classes)
+    if (train.info["seq_len"], train.info["vocab_size"]) != (geo["num_prefix"] + geo["grid"] ** 2, geo["vocab_size"]):
+        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
+                              f"the generator expects {geo['num_prefix'] + geo['grid'] ** 2} over {geo['vocab_size']}: "
+                              "re-extract them")
     ctf = None
-    if ctf_stage is not None:
+    if ctf_stage is None:
+        cfg = model_config(p, scale, num_classes)
+    else:
         if coarse_map is None:
             raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
         ctf = read_map(coarse_map)
-        if ctf["codebook_size"] != cfg.vocab_size:
+        if ctf["codebook_size"] != geo["vocab_size"]:
             raise TokenStoreError(f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
-                                  f"{cfg.vocab_size}: recompute it from this tokenizer")
-        cfg = ctf_config(p, cfg, ctf_stage, ctf["clusters"])
+                                  f"{geo['vocab_size']}: recompute it from this tokenizer")
+        cfg = ctf_config(p, ctf_stage, ctf["clusters"], num_classes, scale)
+    sc = p["ctf"]["stage2"] if scale is None else g["scales"][scale]
+    name = scale or "ctf stage 2"
+    per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
+    total = 0 if control == "untrained" else sc["steps"]
     targets = Targets(ctf_stage, None if ctf is None else torch.tensor(ctf["fine_to_coarse"]))
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
@@ -164,7 +169,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         if d.is_main:
-            log.info("resuming generator %s from %s at step %d/%d", scale, ckpt_path, step, total)
+            log.info("resuming generator %s from %s at step %d/%d", name, ckpt_path, step, total)
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
     data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class,
@@ -173,7 +178,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
                           rank=d.rank, world=d.world_size, workers=tr["workers"], accum=accum)
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
 
-    bar = tqdm(total=total, initial=step, desc=f"generator {scale}", unit="step", file=sys.stderr, disable=not d.is_main)
+    bar = tqdm(total=total, initial=step, desc=f"generator {name}", unit="step", file=sys.stderr, disable=not d.is_main)
     tick, tokens_since = time.perf_counter(), 0
     batches = iter(loader)
     model.train()
@@ -226,7 +231,7 @@ def run(p: dict, *, scale: str, train_dir, val_dir, work_dir, out, log_out, curv
                               "ctf_stage": ctf_stage})
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
         if curve_out is not None:
-            plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {scale}")
+            plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {name}")
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary

@@ -42,6 +42,7 @@ rule evaluate_generator:
     input:
         unpack(reference_inputs),
         unpack(dataset_info),
+        unpack(ctf_inputs),  # CTF runs: stage 2 and the map, to time both stages
         samples=f"{OUT}/generator/{{run}}/samples.npz",
         generator=f"{OUT}/generator/{{run}}/model.pt",
         tokenizer=f"{OUT}/tokenizer/stage2.pt",
@@ -54,6 +55,7 @@ rule evaluate_generator:
         control=run_control_arg,
         reference=lambda wildcards, input: reference_arg(input),
         dataset=lambda wildcards, input: f"--dataset {input.info}" if "info" in input.keys() else "",
+        ctf=lambda wildcards, input: ctf_args(input),
         cache=f"{OUT}/evaluation/cache",
     threads: TORCH_THREADS
     resources:
@@ -64,7 +66,7 @@ rule evaluate_generator:
         f"{OUT}/benchmarks/evaluate_generator_{{run}}.tsv"
     shell:
         "alitok evaluate {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --samples {input.samples} --scale {params.scale} {params.control}"
-        " --generator {input.generator} --tokenizer {input.tokenizer} --extractor-weights {input.weights}"
+        " --generator {input.generator} --tokenizer {input.tokenizer} {params.ctf} --extractor-weights {input.weights}"
         " {params.dataset} {params.reference} --cache-dir {params.cache} --out {output} --log {log}"
 
 
@@ -105,6 +107,11 @@ def report_inputs(wildcards):
             inputs["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
         inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in reported_tokenizer_stages()]
         inputs["tokenizer_logs"] = [f"{OUT}/tokenizer/{v}_log.jsonl" for v in reported_tokenizer_stages()]
+    if uses_ctf():
+        inputs |= {"ctf_map": f"{CTF}/coarse_map.json", "ctf_stage2": f"{CTF}/stage2/model.pt",
+                   "ctf_stage2_log": f"{CTF}/stage2/log.jsonl"}
+        if uses_classifier():
+            inputs["ctf_redundancy"] = f"{CTF}/redundancy.json"
     return inputs
 
 
@@ -119,12 +126,13 @@ def reported_tokenizer_stages():
 def report_curves():
     if "release" in P:  # imported weights come without training logs
         return []
-    names = curve_names(generator_runs(), reported_tokenizer_stages())
+    names = curve_names(generator_runs(), reported_tokenizer_stages(), ["ctf_stage2"] if uses_ctf() else [])
     return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 
 def report_args(input):
-    args = [f"--{k} {input[k]}" for k in ("classifier", "comparison", "real") if k in input.keys()]
+    keys = ("classifier", "comparison", "real", "ctf_map", "ctf_stage2", "ctf_stage2_log", "ctf_redundancy")
+    args = [f"--{k.replace('_', '-')} {input[k]}" for k in keys if k in input.keys()]
     if "tokenizer" in input.keys():
         args.append("--tokenizer-metrics " + " ".join(input.tokenizer))
         args.append("--tokenizer-logs " + " ".join(input.tokenizer_logs))

@@ -1,30 +1,41 @@
 # The AR generator: one training run per scale (params generator.scales), on the extracted tokens, plus the
-# evaluation's controls (params evaluation.controls): run "S-untrained" and "S-shuffled_labels" are scale S
-# untrained and trained on permuted labels. In-progress checkpoints live in work/, outside the declared
-# outputs, so a killed job resumes.
+# evaluation's controls (params evaluation.controls) and CTF's stage 1 (params ctf.run). Run names
+# (alitok.generator.config.parse_run): "S" is scale S; "S-untrained" and "S-shuffled_labels" are scale S untrained
+# and trained on permuted labels; "ctf-S" is CTF's stage 1 at S's shape (ctf.smk has its map and stage 2).
+# In-progress checkpoints live in work/, outside the declared outputs, so a killed job resumes.
 
-from alitok.generator.config import training_section
-
-CONTROLS = ["untrained", "shuffled_labels"]
-
-
-def run_scale(wildcards):
-    return wildcards.run.split("-")[0]
-
-
-def run_control_arg(wildcards):
-    parts = wildcards.run.split("-")
-    return f"--control {parts[1]}" if len(parts) > 1 else ""
+from alitok.generator.config import CONTROLS, generator_runs as runs_of, parse_run, training_section
 
 
 def generator_runs():
-    """Every generator the pipeline trains and samples: the scales to run, then their controls."""
-    runs = list(P["generator"]["run"])
-    return runs + [f"{scale}-{c}" for scale in runs for c in P["evaluation"]["controls"]]
+    return runs_of(P)
 
+
+def run_scale(wildcards):
+    return parse_run(wildcards.run)[1]
+
+
+def run_control_arg(wildcards):
+    control = parse_run(wildcards.run)[2]
+    return f"--control {control}" if control else ""
+
+
+def train_args(wildcards, input):
+    """--scale, and --control or CTF's stage 1 with its map, as the run's name says."""
+    kind, scale, _ = parse_run(wildcards.run)
+    return f"--scale {scale} {run_control_arg(wildcards)}" + (f" --ctf-stage 1 --coarse-map {input.coarse_map}" if kind == "ctf" else "")
+
+
+def sampling_params(wildcards):
+    """What sampling reads (its rerun trigger): CTF runs also read ctf.sampling."""
+    s = {"sampling": P["generator"]["sampling"], "scale": P["generator"]["scales"][run_scale(wildcards)]}
+    return s | ({"ctf": P["ctf"]["sampling"]} if parse_run(wildcards.run)[0] == "ctf" else {})
+
+
+SCALES = "|".join(P["generator"]["scales"])
 
 wildcard_constraints:
-    run="(" + "|".join(P["generator"]["scales"]) + ")(-(" + "|".join(CONTROLS) + "))?",
+    run=f"(({SCALES})(-({'|'.join(CONTROLS)}))?|ctf-({SCALES}))",
 
 
 if "release" not in P:  # released weights are imported instead (release.smk)
@@ -33,6 +44,7 @@ if "release" not in P:  # released weights are imported instead (release.smk)
         input:
             train=f"{OUT}/tokens/train",
             val=f"{OUT}/tokens/val",
+            coarse_map=lambda wildcards: ctf_inputs(wildcards).get("coarse_map", []),  # CTF's stage 1 only
         output:
             ckpt=f"{OUT}/generator/{{run}}/model.pt",
             log=f"{OUT}/generator/{{run}}/log.jsonl",
@@ -40,8 +52,7 @@ if "release" not in P:  # released weights are imported instead (release.smk)
         params:
             alitok=alitok_launcher,  # torchrun with one process per GPU of the job
             generator=lambda wildcards: training_section(P, run_scale(wildcards)),  # not sampling: resampling never retrains
-            control=run_control_arg,
-            scale=run_scale,
+            args=lambda wildcards, input: train_args(wildcards, input),
             work=lambda wildcards: f"{OUT}/work/generator_{wildcards.run}",
         threads: TORCH_THREADS
         resources:
@@ -51,12 +62,13 @@ if "release" not in P:  # released weights are imported instead (release.smk)
         benchmark:
             f"{OUT}/benchmarks/train_generator_{{run}}.tsv"
         shell:
-            "{params.alitok} train-generator {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} {params.control} --train-tokens {input.train} --val-tokens {input.val}"
+            "{params.alitok} train-generator {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' {params.args} --train-tokens {input.train} --val-tokens {input.val}"
             " --work-dir {params.work} --out {output.ckpt} --log-out {output.log} --curve-out {output.curve} --log {log}"
 
 
 rule sample_generator:
     input:
+        unpack(ctf_inputs),
         generator=f"{OUT}/generator/{{run}}/model.pt",
         tokenizer=f"{OUT}/tokenizer/stage2.pt",
     output:
@@ -64,9 +76,9 @@ rule sample_generator:
         grid=f"{OUT}/generator/{{run}}/samples_grid.png",
     params:
         alitok=alitok_launcher,  # torchrun with one process per GPU of the job
-        sampling=P["generator"]["sampling"],
-        scale_params=lambda wildcards: P["generator"]["scales"][run_scale(wildcards)],
+        sampling=sampling_params,
         scale=run_scale,
+        ctf=lambda wildcards, input: ctf_args(input),
         work=lambda wildcards: f"{OUT}/work/samples_{wildcards.run}",
     threads: TORCH_THREADS
     resources:
@@ -77,4 +89,4 @@ rule sample_generator:
         f"{OUT}/benchmarks/sample_generator_{{run}}.tsv"
     shell:
         "{params.alitok} sample {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --scale {params.scale} --generator {input.generator} --tokenizer {input.tokenizer}"
-        " --work-dir {params.work} --out-archive {output.archive} --out-grid {output.grid} --log {log}"
+        " {params.ctf} --work-dir {params.work} --out-archive {output.archive} --out-grid {output.grid} --log {log}"
