@@ -173,8 +173,11 @@ def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, lo
     plt = plots.pyplot()
     # gFID against parameters: the papers' points and ours (ours marked when the extractor differs)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (p, table), rows in paper_rows(paper).groupby(["paper", "table"]):
-        ax.plot(rows.params_m, rows.value, marker="o", ls="--", label=f"{p}: {table}")
+    rows_all = paper_rows(paper).assign(family=lambda d: d.model.str.contains("CTF").map({True: "CTF", False: "plain"}))
+    for (p, table, family), rows in rows_all.groupby(["paper", "table", "family"]):
+        rows = rows.sort_values("params_m")  # one line per model family: a table mixing plain and CTF rows zig-zags
+        tag = f" {family} (stage-1 params)" if family == "CTF" else ""
+        ax.plot(rows.params_m, rows.value, marker="o", ls="--", label=f"{p}: {table}{tag}")
     for name, m in evals.items():
         if name in params_of and not m["protocol"].get("control"):
             tag = "ours" if comparable(m) else "ours (domain-classifier FID: not comparable)"
