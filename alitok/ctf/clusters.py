@@ -111,6 +111,10 @@ def token_usage(codes: np.ndarray, codebook_size: int) -> np.ndarray:
 
 def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
     """The `ctf_clusters` stage: k-means over the tokenizer's codebook, with usage from the training tokens."""
+    import sys
+
+    from tqdm import tqdm
+
     from alitok import atomic
     from alitok.config import ParamsError
     from alitok.tokenizer.release import load_tokenizer
@@ -121,7 +125,8 @@ def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
         raise ParamsError(f"ctf.clusters.count {clusters['count']} exceeds the {tokenizer.config.codebook_size} codes "
                           f"of {tokenizer_path}")
     shards = TokenShards(train_tokens)
-    usage = sum(token_usage(c, tokenizer.config.codebook_size) for c in shards.codes)
+    usage = sum(token_usage(c, tokenizer.config.codebook_size)
+                for c in tqdm(shards.codes, desc="code usage", unit="shard", file=sys.stderr))
     result = coarse_map(tokenizer.quantizer.codebook, clusters["count"], normalisation=clusters["normalisation"],
                         seed=clusters["seed"], iters=clusters["iters"], usage=np.asarray(usage))
     atomic.write_json(out, result)

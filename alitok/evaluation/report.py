@@ -220,23 +220,22 @@ def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, lo
     plots.save_figure(fig, fig_dir / FIGURES[2])
 
 
+def param_count(checkpoint) -> int:
+    import torch
+
+    return sum(v.numel() for v in torch.load(checkpoint, map_location="cpu", weights_only=False)["model"].values())
+
+
 def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=None, tokenizer_metrics=(),
         comparison=None, generator_logs=(), generators=(), tokenizer_logs=(), metrics_out=None, curves_dir=None,
         ctf_map=None, ctf_stage2=None, ctf_stage2_log=None, ctf_redundancy=None) -> None:
-    import torch
-
     out, fig_dir = Path(out), Path(fig_dir)
     evals = {run_name(p): _load(p) for p in evaluations}
     real_m = _load(real) if real else None
     paper = pd.read_csv(paper_csv)
     logs = {Path(p).parent.name: plots.read_log(p) for p in generator_logs}
-    params_of = {}
-    def count(path) -> int:
-        return sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=False)["model"].values())
-
-    for g in generators:
-        params_of[Path(g).parent.name] = count(g)
-    stage2_params = count(ctf_stage2) if ctf_stage2 else 0
+    params_of = {Path(g).parent.name: param_count(g) for g in generators}
+    stage2_params = param_count(ctf_stage2) if ctf_stage2 else 0
     for name, m in evals.items():  # CTF's size is both stages'
         if m["protocol"].get("kind") == "ctf" and name in params_of:
             params_of[name] += stage2_params

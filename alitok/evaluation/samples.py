@@ -71,15 +71,14 @@ def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, 
            "extractor": e["extractor"], "prc_k": e["prc_k"], "isc_splits": e["isc_splits"]}
     if scale is not None:
         s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
-        guide = p["ctf"]["sampling"] if ctf else sc
+        guide = p["ctf"]["sampling"] if ctf else sc  # CTF's stage 1 follows ctf.sampling, not the scale's guidance
         out.update(kind="ctf" if ctf else "alitok", scale=scale, control=control, weights="raw (no EMA)",
                    guidance=guide["guidance"], guidance_schedule="constant" if guide["guidance_power"] is None else
                    f"cosine-power, power {guide['guidance_power']}", uint8=s["uint8"], label_layout=s["labels"],
                    sample_seed=sc["sample_seed"])
         if ctf:
-            c = p["ctf"]["sampling"]
-            out.update(temperature=c["tau1"], tau2=c["tau2"], top_k=c["top_k"], top_p=1.0, restrict=c["restrict"],
-                       clusters=p["ctf"]["clusters"]["count"])
+            out.update(temperature=guide["tau1"], tau2=guide["tau2"], top_k=guide["top_k"], top_p=1.0,
+                       restrict=guide["restrict"], clusters=p["ctf"]["clusters"]["count"])
         else:
             out.update(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
     return out

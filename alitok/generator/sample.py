@@ -67,9 +67,9 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     d = distributed.setup()
     s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
     model, ctf = load_models(p, generator_path, d.device, ctf_stage2, coarse_map)
-    cfg_out = model.config if ctf is None else ctf["stage2"].config
+    cfg = model.config if ctf is None else ctf["stage2"].config  # the model that emits codebook codes
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
-    cfg, size = cfg_out, tokenizer.config.image_size
+    size = tokenizer.config.image_size
     if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
         raise ReleaseError(f"generator {ctf_stage2 or generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, "
                            f"tokenizer {tokenizer_path} decodes {tokenizer.config.seq_len} over "

@@ -127,11 +127,7 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
     train = TokenShards(train_dir)
     val = TokenShards(val_dir)
     num_classes = train.info["num_classes"]
-    geo = geometry(p, num_classes)
-    if (train.info["seq_len"], train.info["vocab_size"]) != (geo["num_prefix"] + geo["grid"] ** 2, geo["vocab_size"]):
-        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
-                              f"the generator expects {geo['num_prefix'] + geo['grid'] ** 2} over {geo['vocab_size']}: "
-                              "re-extract them")
+    vocab = geometry(p, num_classes)["vocab_size"]  # the codebook's size, whatever the model's own vocabulary
     ctf = None
     if ctf_stage is None:
         cfg = model_config(p, scale, num_classes)
@@ -139,10 +135,13 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
         if coarse_map is None:
             raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
         ctf = read_map(coarse_map)
-        if ctf["codebook_size"] != geo["vocab_size"]:
+        if ctf["codebook_size"] != vocab:
             raise TokenStoreError(f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
-                                  f"{geo['vocab_size']}: recompute it from this tokenizer")
+                                  f"{vocab}: recompute it from this tokenizer")
         cfg = ctf_config(p, ctf_stage, ctf["clusters"], num_classes, scale)
+    if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, vocab):
+        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
+                              f"the generator expects {cfg.seq_len} over {vocab}: re-extract them")
     sc = p["ctf"]["stage2"] if scale is None else g["scales"][scale]
     name = scale or "ctf stage 2"
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])

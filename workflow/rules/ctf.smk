@@ -3,6 +3,8 @@
 # measurement. Each stage 1 is a generator run "ctf-<scale>" (generator.smk), sampled and evaluated beside
 # the plain run of that scale.
 
+from alitok.generator.config import parse_run
+
 CTF = f"{OUT}/ctf"
 
 
@@ -12,7 +14,7 @@ def uses_ctf():
 
 def ctf_inputs(wildcards):
     """A run's CTF files: the coarse map for stage 1, and stage 2 too for sampling and timing."""
-    if not wildcards.run.startswith("ctf-"):
+    if parse_run(wildcards.run)[0] != "ctf":
         return {}
     return {"coarse_map": f"{CTF}/coarse_map.json", "stage2": f"{CTF}/stage2/model.pt"}
 
