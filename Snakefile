@@ -31,6 +31,7 @@ include: "workflow/rules/ctf.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/release.smk"
+include: "workflow/rules/ablations.smk"  # the `ablations` target, outside `all` (docs/ablations.md)
 
 
 rule all:

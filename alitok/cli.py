@@ -197,6 +197,25 @@ def cmd_compare(args) -> None:
     print(table.to_string(index=False) if len(table) else "no evaluation runs or paper rows recorded yet")
 
 
+def cmd_ablation_score(args) -> None:
+    from alitok.ablations import score
+
+    _together(args, "ctf_stage2", "coarse_map")
+    profile = _params(args)["name"]
+    score.run(args.params, profile, args.seed, args.units, generator=args.generator, tokenizer=args.tokenizer,
+              extractor_weights=args.extractor_weights, dataset_json=args.dataset,
+              reference_manifest=args.reference_manifest, cache_dir=args.cache_dir, work_dir=args.work_dir,
+              out=args.out, grid_dir=args.out_grids, ctf_stage2=args.ctf_stage2, coarse_map=args.coarse_map)
+
+
+def cmd_ablation_report(args) -> None:
+    from alitok.ablations import report
+
+    r = report.run(_params(args), root=args.runs, paper_csv=args.paper, out=args.out, fig_dir=args.figure_dir,
+                   tables_dir=args.out_tables, metrics_out=args.metrics_out)
+    log.info("ablations: AliTok claim %s, CTF claim %s; %s", r["alitok_claim"], r["ctf_claim"], args.out)
+
+
 def cmd_import_generator(args) -> None:
     from alitok.generator import release
 
@@ -358,6 +377,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="the released generator file (alitok_b.bin, alitok_l.bin or alitok_xl.bin)")
     p.add_argument("--out", type=Path, required=True, help="project generator checkpoint to write")
     p.add_argument("--size", choices=["B", "L", "XL"], default=None, help="default: recognised from the tensor shapes")
+
+    p = add("ablation-score", cmd_ablation_score, "sample and evaluate ablation units that share their trained models")
+    p.add_argument("--seed", type=int, required=True, help="a seed of ablations.seeds")
+    p.add_argument("--units", nargs="+", required=True, help="ablation units (rows or CTF points) to sample")
+    p.add_argument("--generator", type=Path, required=True, help="generator (CTF: stage-1) checkpoint")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint that decodes the codes")
+    p.add_argument("--ctf-stage2", type=Path, help="CTF: stage-2 checkpoint")
+    p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map")
+    p.add_argument("--extractor-weights", type=Path, required=True, help="evaluation features (the domain classifier)")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json (class count)")
+    p.add_argument("--reference-manifest", type=Path, required=True, help="the reference split's manifest")
+    p.add_argument("--cache-dir", type=Path, required=True, help="reference statistics cache")
+    p.add_argument("--work-dir", type=Path, required=True, help="samples in progress (resume from here)")
+    p.add_argument("--out", type=Path, required=True, help="scores JSON: unit -> evaluation metrics")
+    p.add_argument("--out-grids", type=Path, required=True, help="folder of one sample grid per unit")
+
+    p = add("ablation-report", cmd_ablation_report, "the ablation tables with seeds and verdicts, figures, and claims")
+    p.add_argument("--runs", type=Path, required=True, help="the ablation units' folder (seed<N>/...)")
+    p.add_argument("--paper", type=Path, required=True, help="the papers' ablation numbers (results/paper/ablations.csv)")
+    p.add_argument("--out", type=Path, required=True, help="report (markdown)")
+    p.add_argument("--figure-dir", type=Path, required=True, help="where the figures go")
+    p.add_argument("--out-tables", type=Path, required=True, help="folder of CSV tables")
+    p.add_argument("--metrics-out", type=Path, required=True, help="claims, verdicts and means (JSON)")
     return parser
 
 

@@ -127,23 +127,39 @@ def _check_references(p: dict, where: str) -> None:
         if unknown:
             raise ParamsError(f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales "
                               f"({', '.join(g['scales'])})")
+    if "ablations" in p:
+        from alitok.ablations import units
+
+        units.check(p, where)
 
 
 def load(params: str | Path | dict = "params.yaml", profile: str | None = None) -> dict:
     """The resolved, validated params of `profile` (default: the file's `profile` key).
 
-    `params` is a path to params.yaml or the already-loaded mapping (Snakemake's `config`).
+    `params` is a path to params.yaml or the already-loaded mapping (Snakemake's `config`). A profile named
+    `<profile>/<unit>/seed<N>` is one ablation unit of `<profile>` (alitok.ablations.units.derive); its
+    `name` stays `<profile>` and its `ablation` key says which unit and seed.
     """
     if isinstance(params, dict):
         doc, source = copy.deepcopy(params), "params"
     else:
         doc, source = _read_yaml(Path(params)), str(params)
+    unit = None
     if profile is not None:
+        from alitok.ablations import units
+
+        unit = units.split_name(profile)  # '<profile>/<unit>/seed<N>': one unit of the ablations
         if isinstance(doc, dict):
-            doc["profile"] = profile
+            doc["profile"] = profile if unit is None else unit[0]
     validate_document(doc, source)
     resolved = resolve_profile(doc["profiles"], doc["profile"])
     resolved["name"] = doc["profile"]
+    if unit is not None:
+        resolved = units.derive(resolved, unit[1], unit[2])
+        full = schema()
+        body = {k: v for k, v in resolved.items() if k not in ("name", "ablation")}
+        _validate(body, {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"},
+                  f"{source}: ablation unit '{profile}'")
     return resolved
 
 

@@ -33,7 +33,8 @@ ARTIFACT_SUFFIXES = {".png", ".json", ".md"}
 SECTIONS = {"make-dataset": ["data"], "prepare-data": ["data"], "train-classifier": ["classifier", "perceptual_net"],
             "train-tokenizer": ["tokenizer"], "eval-tokenizer": ["tokenizer"], "compare-tokenizer-stages": [],
             "extract-tokens": ["tokens"], "train-generator": ["generator"], "sample": ["generator"],
-            "evaluate": ["evaluation", "generator"], "report": []}
+            "evaluate": ["evaluation", "generator"], "report": [], "ablation-score": ["generator", "ctf", "evaluation"],
+            "ablation-report": ["ablations"]}
 
 
 def _mlflow():
@@ -142,7 +143,8 @@ def record_job(args, p: dict) -> Path | None:
             params.update(flatten(p[section], f"{section}."))
     record = {"tags": {"kind": "job", "rule": args.mlflow_rule or args.command, "wildcards": args.mlflow_wildcards or "",
                        "command": args.command, "profile": p["name"], "params_hash": params_hash(p),
-                       "git_commit": git_commit()},
+                       "git_commit": git_commit(),
+                       **({"ablation_unit": f"{p['ablation']['unit']}/seed{p['ablation']['seed']}"} if "ablation" in p else {})},
               "params": {k: str(v)[:6000] for k, v in params.items()},
               "outputs": [str(f.resolve()) for f in _outputs(args)]}
     name = hashlib.sha256(json.dumps(record["tags"], sort_keys=True).encode()).hexdigest()[:16]

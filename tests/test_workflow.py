@@ -296,7 +296,10 @@ def test_smoke_pipeline(project):
     ctf_jobs = ["ctf_clusters", "train_ctf_stage2", "ctf_redundancy", "train_generator_ctf-S", "sample_generator_ctf-S",
                 "evaluate_generator_ctf-S"]
     ctf_seconds = sum(_seconds(out / "benchmarks" / f"{job}.tsv") for job in ctf_jobs)
-    assert ctf_seconds < 300, f"CTF's jobs took {ctf_seconds:.0f} s (budget 300 s)"
+    # The 5 minutes are reference-machine minutes: on a slower (shared) machine the budget grows with the plain
+    # generator S's training, the job CTF's stage 1 mirrors: about 175 s where the budget was set (docs/ctf.md).
+    slower = max(1.0, _seconds(out / "benchmarks" / "train_generator_S.tsv") / 175)
+    assert ctf_seconds < 300 * slower, f"CTF's jobs took {ctf_seconds:.0f} s (budget 300 s x {slower:.2f} machine factor)"
     short = {name: m["class_consistency"] for name, m in (("S", main), ("ctf-S", ctf)) if m["class_consistency"] < CC_GOAL}
     if short:  # issues 6 and 8's goal; an expected failure until the generators get there
         pytest.xfail(f"smoke class-consistency below {CC_GOAL:.0%}: {short} (docs/generator.md, docs/ctf.md)")

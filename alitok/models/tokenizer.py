@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 PREFIXES = ("grid_plus_one", "grid", "none")
+ATTENTIONS = ("causal", "bidirectional")
 
 
 @dataclass
@@ -41,6 +42,9 @@ class TokenizerConfig:
     mlp_ratio: float
     prefix: str  # "grid_plus_one" (released: 17 at 16x16) | "grid" (v2/v3 paper: 16) | "none" (ablation)
     buffer_tokens: int  # stage-2 decoder only (released 32, v2/v3 paper 64)
+    # The ablation switches (alitok.md §3.5 row A, §1.7 probe); the defaults are the released tokenizer.
+    encoder_attention: str = "bidirectional"  # "causal": the probe that motivated the causal decoder
+    stage1_decoder: str = "causal"  # "bidirectional": row A, the baseline without AliTok's alignment
 
     def __post_init__(self):
         for name in ("image_size", "patch_size", "codebook_size", "code_dim", "enc_width", "enc_depth",
@@ -57,6 +61,9 @@ class TokenizerConfig:
                 raise ValueError(f"tokenizer {part}_width {width} x mlp_ratio {self.mlp_ratio} is not a whole MLP width")
         if self.prefix not in PREFIXES:
             raise ValueError(f"tokenizer prefix must be one of {PREFIXES}, got {self.prefix!r}")
+        for name in ("encoder_attention", "stage1_decoder"):
+            if getattr(self, name) not in ATTENTIONS:
+                raise ValueError(f"tokenizer {name} must be one of {ATTENTIONS}, got {getattr(self, name)!r}")
         if self.buffer_tokens < 0:
             raise ValueError(f"tokenizer buffer_tokens must be >= 0, got {self.buffer_tokens}")
 
@@ -158,6 +165,9 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(w, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
         self.ln_post = nn.LayerNorm(w)
         self.to_code = nn.Linear(w, cfg.code_dim)  # the release's 1x1 conv `conv_out`: a per-token linear
+        # The probe's causal mask runs over [patches ; latents]: every latent still sees the whole image, but
+        # latent k only the latents before it, which is what makes the codes predictable left to right.
+        self.causal = cfg.encoder_attention == "causal"
 
     def forward(self, x: torch.Tensor, latent_tokens: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) in [0, 1]; latent_tokens: (seq_len, width). Returns z: (B, seq_len, code_dim)."""
@@ -165,7 +175,7 @@ class Encoder(nn.Module):
         latents = (latent_tokens + self.latent_pos).expand(x.shape[0], -1, -1)
         h = self.ln_pre(torch.cat([patches, latents], dim=1))
         for block in self.blocks:
-            h = block(h)
+            h = block(h, is_causal=self.causal)
         h = self.ln_post(h[:, patches.shape[1]:])
         return self.to_code(h)
 
@@ -270,7 +280,8 @@ class PixelHead(nn.Module):
 class Decoder(nn.Module):
     """ViT over [lead tokens ; codes]. The last grid² outputs are the image patches in raster order.
 
-    Stage 1: one learned start token, causal attention, and an auxiliary head on the prefix outputs.
+    Stage 1: one learned start token, causal attention (bidirectional in the ablation's row A), and an
+    auxiliary head on the prefix outputs.
     Stage 2: `buffer_tokens` learned tokens, bidirectional attention, no auxiliary head. The lead tokens and
     the position table share their names across stages, so a stage-1 checkpoint fills stage 2 wherever
     shapes agree, as in the release.
@@ -280,15 +291,15 @@ class Decoder(nn.Module):
         super().__init__()
         w = cfg.dec_width
         self.config = cfg
-        self.causal = stage == 1
+        self.causal = stage == 1 and cfg.stage1_decoder == "causal"
         self.code_embed = nn.Linear(cfg.code_dim, w)
-        self.lead_tokens = _table(1 if self.causal else cfg.buffer_tokens, w)
+        self.lead_tokens = _table(1 if stage == 1 else cfg.buffer_tokens, w)
         self.pos = _table(self.lead_tokens.shape[0] + cfg.seq_len, w)
         self.ln_pre = nn.LayerNorm(w)
         self.blocks = nn.ModuleList(Block(w, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.ln_post = nn.LayerNorm(w)
         self.pixel_head = PixelHead(w, cfg.patch_size)
-        self.aux_head = PixelHead(w, cfg.patch_size) if self.causal and cfg.num_prefix else None
+        self.aux_head = PixelHead(w, cfg.patch_size) if stage == 1 and cfg.num_prefix else None
 
     def forward(self, z_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z_q: (B, seq_len, code_dim). Returns the image (B, 3, H, W) and, in stage 1, the prefix strip."""

@@ -1,0 +1,174 @@
+"""The ablations: units as params, the switches they flip, verdicts, and the tiny target end to end."""
+
+import json
+
+import pytest
+import torch
+
+from alitok import config
+from alitok.ablations import report, units
+from alitok.config import ParamsError
+from alitok.models.tokenizer import Decoder, Encoder, TokenizerConfig
+from conftest import REPO, edit_params, run
+
+
+def _p(profile="ablations"):
+    return config.load(REPO / "params.yaml", profile)
+
+
+def test_rows_flip_the_switches_of_the_paper_table():
+    a = config.load(REPO / "params.yaml", "ablations/A/seed1")
+    assert a["name"] == "ablations" and a["ablation"] == {"unit": "A", "seed": 1}
+    model = a["tokenizer"]["model"]
+    assert (model["stage1_decoder"], model["encoder_attention"], model["prefix"]) == ("bidirectional", "bidirectional", "none")
+    assert a["tokenizer"]["loss"]["aux_weight"] == 0.0
+    assert a["tokenizer"]["training"]["seed"] == a["generator"]["training"]["seed"] == 1
+    d, e = (config.load(REPO / "params.yaml", f"ablations/{r}/seed0") for r in "DE")
+    assert d["tokenizer"]["model"]["prefix"] == _p()["tokenizer"]["model"]["prefix"] and d["tokenizer"]["loss"]["aux_weight"] > 0
+    assert e["generator"]["scales"]["S"]["steps"] == 2 * d["generator"]["scales"]["S"]["steps"]
+    probe = config.load(REPO / "params.yaml", "ablations/probe/seed2")["tokenizer"]["model"]
+    assert probe["encoder_attention"] == "causal" and probe["stage1_decoder"] == "bidirectional"
+
+
+def test_rows_share_what_the_paper_shares():
+    p = _p()
+    assert [units.tokenizer_of(p, r) for r in "ABCDEF"] == ["A", "B", "C", "D", "D", "D"]
+    assert units.generator_of(p, "F") == "E" and units.generator_of(p, "E") == "E"
+    assert units.decoder_stage(p, "F") == 2 and units.decoder_stage(p, "E") == 1
+
+
+def test_ctf_points_follow_each_subtable_conditions():
+    p = _p()
+    tables = units.table_points(p)
+    a_points = [units.points(p)[pid] for _, pid in tables["a"]]
+    assert [s["clusters"] for s in a_points] == [8, 32, 64] and {s["stage2"] for s in a_points} == {"S"}
+    for name in "bcd":  # tau1 = tau2 = 1, guidance 2 unless swept
+        for _, pid in tables[name]:
+            s = units.points(p)[pid]
+            assert (s["tau1"], s["tau2"]) == (1.0, 1.0) and (s["guidance"] == 2.0 or name == "c")
+    assert all(units.points(p)[pid]["tau1"] == 1.1 for _, pid in tables["f"])
+    q = config.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
+    assert q["ctf"]["sampling"]["tau1"] == q["ctf"]["sampling"]["tau2"] == 1.1
+    assert q["ctf"]["clusters"]["count"] == 32 and q["ctf"]["stage2"] == p["ablations"]["ctf"]["stage2_sizes"]["M"]
+    # CTF's stage 1 takes the length of the row whose tokens it uses (F: twice the AR training)
+    assert q["generator"]["scales"]["S"]["steps"] == 2 * p["generator"]["scales"]["S"]["steps"]
+
+
+@pytest.mark.parametrize("name, message", [("ablations/Z/seed0", "neither a row"), ("ablations/A/seed7", "not in ablations.seeds"),
+                                           ("ablations/A", "<profile>/<unit>/seed<N>"), ("imagenet256/A/seed0", "no ablations")])
+def test_bad_unit_names_are_clear_errors(name, message):
+    with pytest.raises(ParamsError, match=message):
+        config.load(REPO / "params.yaml", name)
+
+
+def test_aux_without_prefix_is_refused():
+    import yaml
+
+    doc = yaml.safe_load((REPO / "params.yaml").read_text())
+    doc["profiles"]["smoke"]["ablations"]["alitok"]["B"]["aux"] = True
+    with pytest.raises(ParamsError, match="aux needs prefix"):
+        config.load(doc, "smoke")
+
+
+def _tok(**kw):
+    return TokenizerConfig(image_size=16, patch_size=4, codebook_size=8, code_dim=4, enc_width=16, enc_depth=1, enc_heads=2,
+                           dec_width=16, dec_depth=1, dec_heads=2, mlp_ratio=2, prefix="none", buffer_tokens=2, **kw)
+
+
+@pytest.mark.parametrize("decoder, sees_later", [("causal", False), ("bidirectional", True)])
+def test_stage1_decoder_switch(decoder, sees_later):
+    torch.manual_seed(0)
+    dec = Decoder(_tok(stage1_decoder=decoder), stage=1).eval()
+    z = torch.randn(1, 16, 4)
+    z2 = z.clone()
+    z2[:, -1] += torch.randn(4)  # change the last code only
+    first_patch = lambda img: img[..., :4, :4]  # noqa: E731
+    changed = not torch.allclose(first_patch(dec(z)[0]), first_patch(dec(z2)[0]))
+    assert changed == sees_later
+
+
+@pytest.mark.parametrize("encoder, sees_later", [("causal", False), ("bidirectional", True)])
+def test_encoder_switch(encoder, sees_later):
+    torch.manual_seed(0)
+    enc = Encoder(_tok(encoder_attention=encoder)).eval()
+    x, latents = torch.rand(1, 3, 16, 16), torch.randn(16, 16)
+    latents2 = latents.clone()
+    latents2[-1] += torch.randn(16)  # the last latent only (not a constant: LayerNorm removes those)
+    changed = not torch.allclose(enc(x, latents)[:, 0], enc(x, latents2)[:, 0])
+    assert changed == sees_later
+
+
+def test_an_unknown_attention_is_refused():
+    with pytest.raises(ValueError, match="stage1_decoder"):
+        _tok(stage1_decoder="sideways")
+
+
+@pytest.mark.parametrize("ours_from, ours_to, paper, expected", [
+    ([5.0, 5.2, 5.1], [9.0, 9.5, 9.2], (5.4, 10.7), "holds"),
+    ([5.0, 5.2, 5.1], [3.0, 3.5, 3.2], (5.4, 10.7), "reversed"),
+    ([5.0, 6.0, 7.0], [6.5, 7.0, 5.5], (5.4, 10.7), "unresolved"),
+    ([5.0, 6.0], [7.0, 8.0], (10.5, 10.5), "no paper direction")])
+def test_verdicts(ours_from, ours_to, paper, expected):
+    assert report.verdict(ours_from, ours_to, *paper) == expected
+
+
+def test_ablations_profile_plans_every_unit_once_per_seed(project):
+    """The real target's DAG: 5 tokenizers, 6 generators, 7 scored rows, 3 K x 5 stage 2s, per seed, nothing twice."""
+    from test_workflow import _jobs
+
+    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=ablations", "--", "ablations"], cwd=project).stdout)
+    per_seed = {"ablation_tokenizer_stage1": 5, "ablation_tokenizer_stage2": 1, "ablation_eval_tokenizer": 6,
+                "ablation_tokens": 10, "ablation_train_generator": 6, "ablation_score_row": 7, "ablation_ctf_clusters": 3,
+                "ablation_ctf_stage1": 3, "ablation_ctf_stage2": 5, "ablation_ctf_score": 5}
+    assert {k: jobs.get(k) for k in per_seed} == {k: 3 * v for k, v in per_seed.items()}
+    assert jobs["ablation_report"] == 1 and "train_generator" not in jobs  # the default pipeline's rules stay out
+    default = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert not any(k.startswith("ablation") for k in default)  # and `all` never runs the ablations
+
+
+def _fewer_units(doc):
+    """Rows A, B, E, F and sub-tables (a), (f): every kind of rule and sharing, in two thirds of the jobs."""
+    smoke, tiny = doc["profiles"]["smoke"]["ablations"], doc["profiles"]["tiny"]["ablations"]
+    for row in ("C", "D", "probe"):
+        del smoke["alitok"][row]
+    for table in "bcde":
+        del smoke["ctf"]["tables"][table], tiny["ctf"]["tables"][table]
+    tiny["ctf"]["defaults"]["stage2"] = "S"
+
+
+@pytest.mark.slow
+def test_tiny_ablations_target(project):
+    """Rows and sub-tables at two seeds through Snakemake: tables, verdicts, figures, one MLflow parent."""
+    edit_params(project, _fewer_units)
+    proc = run(["snakemake", "--cores", "2", "--config", "profile=tiny", "--", "ablations"], cwd=project, timeout=1800)
+    root = project / "results/tiny/ablation"
+    text = (root / "report.md").read_text()
+    assert "## Central claims" in text and "AliTok: a causal stage-1 decoder" in text and "CTF: coarse-to-fine" in text
+    metrics = json.loads((root / "metrics.json").read_text())
+    verdicts = {"holds", "reversed", "unresolved"}
+    assert metrics["alitok_claim"] in verdicts and metrics["ctf_claim"] in verdicts
+    assert set(metrics["verdicts"].values()) <= verdicts | {"no paper direction"}
+    assert "alitok A->B acc" in metrics["verdicts"] and "ctf a 8->16" in metrics["verdicts"]
+    import pandas as pd
+
+    rows = pd.read_csv(root / "tables/alitok.csv")
+    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all()
+    assert rows.loc[rows.row == "A", "paper_acc"].item() == 5.4
+    assert {p.name.split("_")[1] for p in (root / "tables").glob("ctf_*_verdicts.csv")} == {"a", "f"}
+    assert "| E | F | two-stage decoder | rfid |" in text
+    for fig in ("alitok.png", "ctf_table3.png"):
+        assert (root / "figures" / fig).stat().st_size > 10_000
+    # two seeds really ran: different seeds, different generators
+    losses = [json.loads((root / f"seed{s}/generator/A/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)]
+    assert losses[0] != losses[1]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("alitok-tiny")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.kind = 'pipeline'")
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000)
+    tagged = {c.data.tags.get("ablation_unit") for c in children}
+    assert {"A/seed0", "B/seed1", "E/seed1"} <= tagged
+    assert any(c.data.tags["rule"] == "ablation_report" for c in children)
+    again = run(["snakemake", "-n", "--config", "profile=tiny", "--", "ablations"], cwd=project)
+    assert "Nothing to be done" in again.stdout + again.stderr, proc.stdout[-2000:]
