@@ -192,7 +192,8 @@ def imported(tmp_path_factory):
 def test_import_writes_project_checkpoint(imported):
     state, summary, tmp = imported
     ckpt = torch.load(tmp / "tokenizer.pt", map_location="cpu", weights_only=True)
-    assert ckpt["format"] == "alitok-tokenizer/1" and ckpt["stage"] == 2 and ckpt["config"] == SMALL
+    released_attention = {"encoder_attention": "bidirectional", "stage1_decoder": "causal"}
+    assert ckpt["format"] == "alitok-tokenizer/1" and ckpt["stage"] == 2 and ckpt["config"] == SMALL | released_attention
     assert ckpt["source"]["file"] == "AliTok.pth" and len(ckpt["source"]["sha256"]) == 64
     assert summary["tensors"] == len(state) == 24 + 2 * 12 * 2
     assert summary["values"] == sum(v.numel() for v in state.values())
