@@ -98,6 +98,11 @@ def _validate(instance, schema_doc: dict, where: str) -> None:
         raise ParamsError(_format_error(best, where))
 
 
+def _profile_schema(full: dict) -> dict:
+    """The schema of one resolved params profile."""
+    return {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"}
+
+
 def validate_document(doc, source: str = "params.yaml") -> None:
     """Validate the whole file: structure, the active profile's name, and every profile resolved."""
     if not isinstance(doc, dict):
@@ -108,7 +113,7 @@ def validate_document(doc, source: str = "params.yaml") -> None:
     profiles = doc["profiles"]
     if doc["profile"] not in profiles:
         raise ParamsError(f"{source}: profile = {doc['profile']!r} is not defined; defined: {', '.join(sorted(profiles))}")
-    profile_schema = {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"}
+    profile_schema = _profile_schema(full)
     for name in profiles:
         resolved = resolve_profile(profiles, name)
         _validate(resolved, profile_schema, f"{source}: params profile '{name}'")
@@ -156,10 +161,8 @@ def load(params: str | Path | dict = "params.yaml", profile: str | None = None) 
     resolved["name"] = doc["profile"]
     if unit is not None:
         resolved = units.derive(resolved, unit[1], unit[2])
-        full = schema()
         body = {k: v for k, v in resolved.items() if k not in ("name", "ablation")}
-        _validate(body, {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"},
-                  f"{source}: ablation unit '{profile}'")
+        _validate(body, _profile_schema(schema()), f"{source}: ablation unit '{profile}'")
     return resolved
 
 
