@@ -152,7 +152,7 @@ def test_tiny_ablations_target(project):
     import pandas as pd
 
     rows = pd.read_csv(root / "tables/alitok.csv")
-    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all()
+    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all() and rows["ppl"].str.contains("±").all()
     assert rows.loc[rows.row == "A", "paper_acc"].item() == 5.4
     assert {p.name.split("_")[1] for p in (root / "tables").glob("ctf_*_verdicts.csv")} == {"a", "f"}
     assert "| E | F | two-stage decoder | rfid |" in text
