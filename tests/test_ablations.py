@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,7 +153,7 @@ def test_tiny_ablations_target(project):
     import pandas as pd
 
     rows = pd.read_csv(root / "tables/alitok.csv")
-    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all() and rows["ppl"].str.contains("±").all()
+    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all() and rows["pos_ppl"].str.contains("±").all()
     assert rows.loc[rows.row == "A", "paper_acc"].item() == 5.4
     assert {p.name.split("_")[1] for p in (root / "tables").glob("ctf_*_verdicts.csv")} == {"a", "f"}
     assert "| E | F | two-stage decoder | rfid |" in text
@@ -172,3 +173,34 @@ def test_tiny_ablations_target(project):
     assert any(c.data.tags["rule"] == "ablation_report" for c in children)
     again = run(["snakemake", "-n", "--config", "profile=tiny", "--", "ablations"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr, proc.stdout[-2000:]
+
+
+def test_position_perplexity_counts_the_choices_at_each_position(tmp_path):
+    from alitok.tokens.store import FORMAT, shard_names
+
+    # position 0 always code 7 (1 choice), position 1 two codes equally often (2), over two shards and 1 crop
+    shards = [np.array([[[7, 3]], [[7, 4]]], dtype=np.uint16), np.array([[[7, 3]], [[7, 4]]], dtype=np.uint16)]
+    info = {"format": FORMAT, "seq_len": 2, "crops": 1, "shards": []}
+    for i, codes in enumerate(shards):
+        c, lab = shard_names(i)
+        np.save(tmp_path / c, codes)
+        np.save(tmp_path / lab, np.zeros(len(codes), dtype=np.int32))
+        info["shards"].append({"codes": c, "labels": lab, "count": len(codes)})
+    (tmp_path / "manifest.json").write_text(json.dumps(info))
+    assert report.position_perplexity(tmp_path) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("acc_b, rfid_b, claim", [
+    ([9.0, 9.5, 9.2], [100.0, 104.0, 102.0], "holds"),       # more predictable at comparable rFID
+    ([3.0, 3.5, 3.2], [100.0, 104.0, 102.0], "reversed"),    # less predictable at comparable rFID
+    ([3.0, 3.5, 3.2], [50.0, 51.0, 52.0], "unresolved"),     # less predictable, but it keeps much more of the image
+    ([9.0, 9.5, 9.2], [200.0, 201.0, 202.0], "unresolved"),  # more predictable, but it keeps much less
+])
+def test_alitok_claim_needs_comparable_rfid_both_ways(acc_b, rfid_b, claim):
+    p = _p()
+    plain, point = p["ablations"]["ctf"]["tokens_of"], units.claim_point(p)
+    values = {"A": {"acc": [5.0, 5.2, 5.1], "rfid": [100.0, 101.0, 102.0]}, "B": {"acc": acc_b, "rfid": rfid_b},
+              plain: {"gfid": [50.0, 51.0, 52.0], "cc": [10.0, 11.0, 12.0]},
+              point: {"gfid": [40.0, 41.0, 42.0], "cc": [10.0, 11.0, 12.0]}}
+    paper = report.read_paper(REPO / "results/paper/ablations.csv")
+    assert report.claims(p, values, paper)["alitok"]["verdict"] == claim

@@ -298,7 +298,7 @@ if "ablations" in P and "release" not in P and uses_classifier():
             for row in ROWS:
                 tok, stage = abl.tokenizer_of(P, row), abl.decoder_stage(P, row)
                 files += [at(layout.row_scores(ABL, seed, row)), at(layout.tokenizer_metrics(ABL, seed, tok, stage)),
-                          at(layout.generator_log(ABL, seed, abl.generator_of(P, row)))]
+                          at(layout.generator_log(ABL, seed, abl.generator_of(P, row))), at(layout.tokens(ABL, seed, tok, "val"))]
             for k, size in CTF_MODELS:
                 files += [at(layout.ctf_scores(ABL, seed, k, size)), at(layout.ctf_stage1_log(ABL, seed, k))]
         return sorted(set(files))
