@@ -23,11 +23,11 @@ ALITOK_STEPS = [("A", "B", "causal stage-1 decoder", ("acc", "gfid", "rfid")),
                 ("D", "E", "twice the AR training", ("acc", "gfid")),
                 ("E", "F", "two-stage decoder", ("gfid", "rfid")),
                 ("A", "probe", "causal encoder instead (probe)", ("acc", "rfid"))]
+# pos_ppl is context, not a claim: next-token accuracy is easier when each position has few codes to choose
+# from, so the AliTok table shows each tokenizer's held-out per-position perplexity beside the accuracy. (The
+# whole codebook's perplexity says less: at small scale each position uses its own few codes.)
 METRICS = {"acc": "held-out AR accuracy (%)", "gfid": "gFID", "rfid": "rFID", "cc": "class-consistency (%)",
            "pos_ppl": "codes per position (perplexity)"}
-# Context, not a claim: next-token accuracy is easier when each position has few codes to choose from, so
-# the AliTok table shows each tokenizer's held-out per-position perplexity beside the accuracy. (The whole
-# codebook's perplexity says less: at small scale each position uses its own few codes.)
 
 
 def _last_val_acc(log_path: Path) -> float:
@@ -39,18 +39,16 @@ def _last_val_acc(log_path: Path) -> float:
 
 
 def position_perplexity(tokens_dir) -> float:
-    """exp(entropy) of the codes seen at each sequence position, averaged over positions (all crops)."""
+    """The perplexity of the codes seen at each sequence position, averaged over positions (all crops)."""
     import numpy as np
+    import torch
 
+    from alitok.metrics.recon import perplexity
     from alitok.tokens.store import TokenShards
 
     shards = TokenShards(tokens_dir)
     codes = np.concatenate([np.asarray(c, dtype=np.int64).reshape(-1, shards.info["seq_len"]) for c in shards.codes])
-    ppl = []
-    for column in codes.T:
-        p = np.bincount(column) / len(column)
-        p = p[p > 0]
-        ppl.append(float(np.exp(-(p * np.log(p)).sum())))
+    ppl = [perplexity(torch.bincount(torch.from_numpy(column))) for column in codes.T]
     return sum(ppl) / len(ppl)
 
 
@@ -61,6 +59,7 @@ def collect(p: dict, root) -> dict:
     def put(unit, metric, v):
         values.setdefault(unit, {}).setdefault(metric, []).append(float(v))
 
+    pos_ppl: dict = {}  # (seed, tokenizer) -> value: E and F share D's tokens
     for seed in p["ablations"]["seeds"]:
         for row in units.rows(p):
             tok, stage = units.tokenizer_of(p, row), units.decoder_stage(p, row)
@@ -69,7 +68,9 @@ def collect(p: dict, root) -> dict:
             put(row, "gfid", score["fid"])
             put(row, "cc", 100.0 * score["class_consistency"])
             put(row, "rfid", json.loads(layout.tokenizer_metrics(root, seed, tok, stage).read_text())["rfid"])
-            put(row, "pos_ppl", position_perplexity(layout.tokens(root, seed, tok, "val")))
+            if (seed, tok) not in pos_ppl:
+                pos_ppl[seed, tok] = position_perplexity(layout.tokens(root, seed, tok, "val"))
+            put(row, "pos_ppl", pos_ppl[seed, tok])
         for (k, size), pids in units.ctf_models(p).items():
             scores = json.loads(layout.ctf_scores(root, seed, k, size).read_text())
             acc = _last_val_acc(layout.ctf_stage1_log(root, seed, k))

@@ -14,6 +14,13 @@ import torch
 import torch.nn.functional as F
 
 
+def perplexity(counts: torch.Tensor) -> float:
+    """exp(entropy) of the distribution the counts give: how many outcomes are effectively in use."""
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images become [0, 1]; float images are taken as already in [0, 1]. float64 so sums do not drift."""
     return x.double() / 255 if x.dtype == torch.uint8 else x.double()

@@ -78,8 +78,6 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     recons, codes = reconstruct(model, originals)
     x, y = originals.float() / 255, recons.float() / 255
     counts = torch.bincount(codes.flatten(), minlength=cfg.codebook_size).double()
-    probs = counts / counts.sum()
-    nz = probs[probs > 0]
     metrics = {
         "psnr": float(recon_metrics.psnr(x, y).mean()),
         "ssim": float(recon_metrics.ssim(x, y).mean()),
@@ -87,7 +85,7 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
         # the ceiling of the generator's class-consistency: what the evaluator still recognises after the tokenizer
         "recon_class_accuracy": class_accuracy(recons, [r.label for r in records], classifier_ckpt),
         "codebook_used_fraction": float((counts > 0).double().mean()),
-        "codebook_perplexity": float(torch.exp(-(nz * nz.log()).sum())),
+        "codebook_perplexity": recon_metrics.perplexity(counts),
         "num_images": len(records),
         "stage": model.stage,
         "checkpoint": str(tokenizer_ckpt),
