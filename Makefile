@@ -14,6 +14,7 @@ smoke: setup
 test: setup
 	python -m pytest
 
-# A colleague's results from the DVC remote, verified, and marked up to date for Snakemake (docs/sharing.md).
+# `dvc pull`, then verify and mark up to date at once (plain `dvc pull` works too: the pipeline does this on
+# its next invocation; docs/sharing.md).
 pull: setup
 	alitok pull

@@ -1,21 +1,26 @@
-"""`alitok pull`: take a colleague's results from the DVC remote so that Snakemake has nothing left to do.
+"""Pulled results count as computed: after a plain `dvc pull`, Snakemake has nothing to do.
 
-Plain `dvc pull` is not enough, for two reasons:
+Two things stand between `dvc pull` and "Nothing to be done", and the Snakefile calls `adopt` on every
+invocation to deal with both, once per dvc.lock version (a marker in .snakemake/alitok/ remembers it):
 - DVC trusts the remote: a corrupted object is checked out under the hash it was stored under, and
   `dvc status` reports it up to date. Every pulled file is hashed here against dvc.lock; a mismatch is removed
   from the workspace and the cache and refused, naming the file.
 - Pulled files get new, arbitrary modification times, and a fresh clone has no Snakemake provenance records,
   so Snakemake would rerun jobs whose inputs merely look newer, and would miss a later params change.
   `snakemake --touch --forceall` marks every output up to date in DAG order and records each job's params and
-  code, so afterwards only what a changed param really affects reruns.
-Touching is only safe when the pulled results belong to this checkout, so it is refused when `dvc status`
-reports a difference from dvc.lock.
+  code (dvc.lock's params, when params.yaml has changed since), so afterwards only what a changed param really
+  affects reruns.
+Adoption is skipped, never forced, when the files are this clone's own work (they differ from dvc.lock and
+jobs have run here) or when the pipeline's code differs from the commit that recorded dvc.lock. `alitok pull`
+is `dvc pull` followed by the same adoption, refusing instead of skipping.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +45,14 @@ def _dvc(*args: str, cwd: Path, capture: bool = False) -> subprocess.CompletedPr
     return proc
 
 
+def read_lock(lock: Path) -> dict:
+    """dvc.lock as DVC wrote it: YAML 1.2 (ruamel), in which `2e-05` is a number; PyYAML reads it as a string, and
+    dvc.lock's params would then never equal params.yaml's."""
+    from ruamel.yaml import YAML  # DVC's own YAML library; imported here so the models never need it
+
+    return YAML(typ="safe", pure=True).load(lock.read_text()) or {}
+
+
 def cache_object(cache: Path, md5: str) -> Path:
     return cache / "files" / "md5" / md5[:2] / md5[2:]
 
@@ -48,7 +61,7 @@ def recorded_files(lock: Path, cache: Path) -> dict[Path, str]:
     """Every file that dvc.lock's stage outputs hold, with the md5 recorded for it (directory outputs expanded
     through their .dir listing in the cache)."""
     files: dict[Path, str] = {}
-    for stage in yaml.safe_load(lock.read_text())["stages"].values():
+    for stage in read_lock(lock)["stages"].values():
         for out in stage.get("outs", []):
             path, md5 = Path(out["path"]), out["md5"]
             if md5.endswith(".dir"):
@@ -63,41 +76,144 @@ def recorded_files(lock: Path, cache: Path) -> dict[Path, str]:
     return files
 
 
-def verify(root: Path, cache: Path) -> list[str]:
-    """Hash every pulled file against dvc.lock; remove mismatches from the workspace and the cache (so neither
-    serves them again) and describe each. Missing files are DVC's to report."""
-    problems = []
-    files = recorded_files(root / "dvc.lock", cache)
-    for rel, md5 in tqdm(files.items(), desc="verify pulled files", unit="file", file=sys.stderr):
-        path = root / rel
-        if not path.is_file():
-            continue
-        actual = atomic.file_digest(path, "md5")
+ADOPTING = "ALITOK_ADOPTING"  # set for the nested `snakemake --touch`: it must not adopt again
+PARAMS_FILE = "ALITOK_PARAMS_FILE"  # the Snakefile's configfile, when it is not params.yaml
+
+
+def _cache_dir(root: Path) -> Path:
+    """The DVC cache, from .dvc/config(.local) like DVC reads it; no `dvc` call, since inside `dvc exp run`
+    the repository lock is held."""
+    cache = root / ".dvc" / "cache"
+    for name in ("config", "config.local"):
+        cfg = configparser.ConfigParser()
+        cfg.read(root / ".dvc" / name)
+        if cfg.has_option("cache", "dir"):
+            cache = (root / ".dvc" / cfg.get("cache", "dir")).resolve()
+    return cache
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, text=True, capture_output=True)
+
+
+def code_changed_since_lock(root: Path, deps: list[str]) -> list[str]:
+    """The pipeline's code deps (dvc.lock's) that differ from the commit that last recorded dvc.lock. Empty
+    outside git, or when dvc.lock itself is uncommitted (it was then written from this working tree)."""
+    if _git(root, "rev-parse", "--git-dir").returncode != 0:
+        return []
+    if _git(root, "diff", "--quiet", "HEAD", "--", "dvc.lock").returncode != 0:
+        return []
+    commit = _git(root, "log", "-1", "--format=%H", "--", "dvc.lock").stdout.strip()
+    if not commit:
+        return []
+    changed = _git(root, "diff", "--name-only", commit, "--", *deps).stdout.split()
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *deps).stdout.split()
+    return sorted(set(changed) | set(untracked))
+
+
+def _refuse_corrupt(root: Path, cache: Path, bad: dict[Path, tuple[str, str]]) -> SharingError:
+    for rel, (_, recorded) in bad.items():
+        (root / rel).unlink()
+        cache_object(cache, recorded).unlink(missing_ok=True)
+    problems = [f"{rel}: content md5 {actual} does not match {recorded} recorded in dvc.lock"
+                for rel, (actual, recorded) in bad.items()]
+    return SharingError(
+        f"refused {len(problems)} pulled file(s) whose content does not match dvc.lock (removed from the "
+        "workspace and the DVC cache): " + "; ".join(problems) + ". The remote's copy is corrupt: `dvc push` "
+        "from a machine with a good copy, or run the pipeline to recompute them.")
+
+
+def snakemake_touch(root: Path, profile: str, params_file: Path | None) -> None:
+    """`snakemake --touch --forceall` for the profile, as a child process (the Snakefile calls `adopt` while
+    it is being parsed, before Snakemake locks the directory)."""
+    cmd = [sys.executable, "-m", "snakemake", "--touch", "--forceall", "--cores", "1", "--config",
+           f"profile={profile}"]
+    env = {**os.environ, ADOPTING: "1"}
+    if params_file is not None:
+        env[PARAMS_FILE] = str(params_file)
+    proc = subprocess.run(cmd, cwd=root, env=env, text=True, capture_output=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise SharingError(f"`{' '.join(cmd[1:])}` failed (exit {proc.returncode}) while marking pulled results "
+                           f"up to date:\n{tail}")
+
+
+def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_touch) -> bool:
+    """Mark results/<profile> up to date for Snakemake when it holds exactly what dvc.lock records (a pull).
+    Returns whether it did. Cheap when there is nothing new: a marker holds the dvc.lock version last adopted
+    or judged to be local work. `strict` (alitok pull) raises where a plain invocation skips."""
+    def skip(reason: str) -> bool:
+        if strict:
+            raise SharingError(reason)
+        print(f"alitok: {reason}", file=sys.stderr)  # the Snakefile calls this before any logging is set up
+        return False
+
+    lock_path = root / "dvc.lock"
+    if os.environ.get(ADOPTING) or not lock_path.is_file():
+        return False if not strict else skip("no dvc.lock here: nothing was pulled")
+    stage = read_lock(lock_path).get("stages", {}).get("pipeline")
+    results = f"results/{profile}"
+    outs = [o for o in (stage or {}).get("outs", []) if o["path"] == results]
+    if not outs:
+        return False if not strict else skip(f"dvc.lock records no {results}: it is not the profile params.yaml "
+                                             "selects")
+    version = outs[0]["md5"]
+    marker = root / ".snakemake" / "alitok" / f"adopted-{profile}"
+    if not strict and marker.is_file() and marker.read_text().strip() == version:
+        return False
+    if not (root / results).is_dir():
+        return False
+    cache = _cache_dir(root)
+    try:
+        files = recorded_files(lock_path, cache)
+    except SharingError:
+        return False if not strict else skip(f"{results} of dvc.lock is not in the DVC cache: run `dvc pull`")
+    files = {rel: md5 for rel, md5 in files.items() if rel.parts[:2] == Path(results).parts}
+    # jobs write logs/<profile>/; a pull brings none, so without them a mismatch can only be a bad copy
+    local_work = (root / "logs" / profile).is_dir()
+    missing = [rel for rel in files if not (root / rel).is_file()]
+    if missing:  # a partial pull, or not pulled yet: judge again once it is complete
+        if local_work and not strict:
+            return False
+        return skip(f"{len(missing)} file(s) of {results} recorded in dvc.lock are missing (e.g. {missing[0]}): "
+                    "not marking the results up to date; `dvc pull` them")
+    bad = {}
+    for rel, md5 in tqdm(files.items(), desc=f"check {results} against dvc.lock", unit="file", file=sys.stderr,
+                         disable=None):
+        actual = atomic.file_digest(root / rel, "md5")
         if actual != md5:
-            path.unlink()
-            cache_object(cache, md5).unlink(missing_ok=True)
-            problems.append(f"{rel}: content md5 {actual} does not match {md5} recorded in dvc.lock")
-    return problems
+            bad[rel] = (actual, md5)
+    if bad and not local_work:
+        raise _refuse_corrupt(root, cache, bad)
+    if bad or (changed := code_changed_since_lock(root, [d["path"] for d in stage.get("deps", [])])):
+        atomic.write_text(marker, version)  # this version is judged: do not hash everything again
+        why = (f"{len(bad)} file(s) differ from dvc.lock (this clone's own work)" if bad else
+               f"the pipeline's code differs from the commit that recorded dvc.lock ({', '.join(changed[:5])})")
+        return skip(f"{results} not marked up to date: {why}; Snakemake decides what reruns from file times")
+    params_file = _lock_params_file(root, profile, stage, marker.parent)
+    print(f"alitok: {results} matches dvc.lock ({len(files)} files): marking it up to date (snakemake --touch"
+          + (", with dvc.lock's params)" if params_file else ")"), file=sys.stderr)
+    touch(root, profile, params_file)
+    atomic.write_text(marker, version)
+    return True
+
+
+def _lock_params_file(root: Path, profile: str, stage: dict, folder: Path) -> Path | None:
+    """params.yaml with the profile's params as dvc.lock records them, or None when they are the same. The
+    touch must record the params the results were computed with, so that a changed one reruns its side."""
+    recorded = stage.get("params", {}).get("params.yaml", {})
+    doc = yaml.safe_load((root / "params.yaml").read_text())
+    key = f"profiles.{profile}"
+    if key not in recorded or recorded[key] == doc["profiles"].get(profile):
+        return None
+    doc["profiles"][profile] = recorded[key]
+    path = folder / f"params-{profile}.yaml"
+    atomic.write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 def pull(root: Path = Path("."), remote: str | None = None) -> None:
-    """dvc pull, verify every file, then mark the pulled results up to date for Snakemake."""
+    """dvc pull, then adopt: every file verified against dvc.lock and the results marked up to date."""
     _dvc("pull", *(["--remote", remote] if remote else []), cwd=root)
-    cache = Path(_dvc("cache", "dir", capture=True, cwd=root).stdout.strip())
-    problems = verify(root, cache)
-    if problems:
-        raise SharingError(
-            f"refused {len(problems)} pulled file(s) whose content does not match dvc.lock (removed from the "
-            "workspace and the DVC cache): " + "; ".join(problems) + ". The remote's copy is corrupt: `dvc push` "
-            "from a machine with a good copy, or run the pipeline to recompute them.")
-    status = json.loads(_dvc("status", "--json", capture=True, cwd=root).stdout or "{}")
-    if status:
-        raise SharingError(
-            "pulled, but this checkout differs from dvc.lock (" + json.dumps(status) + "): the results belong to "
-            "other params or code, so they are not marked up to date. Check out the commit they were pushed from, "
-            "or run the pipeline to recompute what changed.")
-    # the params profile is params.yaml's `profile:`, the one dvc.yaml's stage runs
-    cmd = ["snakemake", "--touch", "--forceall", "--cores", "1"]
-    log.info("marking the pulled results up to date: %s", " ".join(cmd))
-    if subprocess.run(cmd, cwd=root).returncode != 0:
-        raise SharingError(f"`{' '.join(cmd)}` failed: see its output above")
+    profile = yaml.safe_load((root / "params.yaml").read_text())["profile"]
+    adopt(root, profile, strict=True)
