@@ -63,7 +63,7 @@ def cmd_make_dataset(args) -> None:
     summary = synthetic.write_dataset(
         args.out, seed=emb["seed"], num_classes=emb["num_classes"], image_size=data["image_size"],
         train_per_class=emb["train_per_class"], val_per_class=emb["val_per_class"],
-        variation=synthetic.Variation.from_params(emb["variation"]))
+        variation=synthetic.Variation.from_params(emb["variation"]), classes=emb["classes"])
     log.info("embedded dataset written to %s: %s", args.out, summary)
 
 

@@ -8,7 +8,9 @@ from alitok import config
 from alitok.data import synthetic
 from conftest import REPO
 
-SMOKE = synthetic.Variation.from_params(config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]["variation"])
+_EMBEDDED = config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]
+SMOKE = synthetic.Variation.from_params(_EMBEDDED["variation"])
+SMOKE_CLASSES = _EMBEDDED["classes"]
 # The previous smoke dataset: any pose, any colour, mean colour reset per image.
 ANY_POSE = synthetic.Variation(radius=(0.55, 0.85), max_offset=1.0, max_rotation_deg=180.0, max_texture_angle_deg=90.0,
                                texture_cycles=(1.2, 2.0), palette=0, background_amplitude=30.0, mean_reset=True,
@@ -68,18 +70,47 @@ def test_png_matches_render(tmp_path):
         assert np.array_equal(np.asarray(im), synthetic.render(0, "val", 1, 0, 32, SMOKE))
 
 
-def test_num_classes_out_of_range(tmp_path):
+def test_num_classes_out_of_range_and_unknown_class_set(tmp_path):
     with pytest.raises(ValueError):
         _write(tmp_path / "d", num_classes=len(synthetic.CLASSES) + 1)
+    with pytest.raises(ValueError, match="for glyphs"):
+        synthetic.write_dataset(tmp_path / "g", seed=0, num_classes=len(synthetic.GLYPHS) + 1, image_size=32,
+                                train_per_class=1, val_per_class=1, variation=SMOKE, classes="glyphs")
+    with pytest.raises(ValueError, match="data.embedded.classes"):
+        synthetic.write_dataset(tmp_path / "x", seed=0, num_classes=2, image_size=32, train_per_class=1,
+                                val_per_class=1, variation=SMOKE, classes="letters")
 
 
-@pytest.mark.parametrize("variation", [SMOKE, ANY_POSE], ids=["smoke", "any_pose"])
-def test_mean_colour_carries_no_class_information(variation):
+def test_glyphs_are_distinct_equal_area_and_drawn_on_the_patch_grid(tmp_path):
+    """Every glyph fills 12 of its 6x6 cells (equal area: no mean-colour cue) and no two are alike; at 32 px with
+    half-width 0.75, centred and upright, a cell is exactly one 4-px tokenizer patch, uniform in colour, and
+    the filled patches spell the glyph."""
+    from dataclasses import replace
+
+    bitmaps = {name: np.array([[c == "#" for c in row] for row in rows]) for name, rows in synthetic.GLYPHS.items()}
+    assert all(b.shape == (6, 6) and b.sum() == 12 for b in bitmaps.values())
+    assert len({b.tobytes() for b in bitmaps.values()}) == len(bitmaps)
+    aligned = replace(SMOKE, radius=(0.75, 0.75), max_offset=0.0, max_rotation_deg=0.0, background_amplitude=0.0)
+    for label, bitmap in enumerate(bitmaps.values()):
+        img = synthetic.render(0, "val", label, 0, 32, aligned, "glyphs").astype(int)
+        patches = img.reshape(8, 4, 8, 4, 3).transpose(0, 2, 1, 3, 4).reshape(8, 8, 16, 3)
+        assert (patches.max(axis=2) - patches.min(axis=2)).max() == 0, "a patch holds two colours"
+        background = img[0, 0]
+        filled = (patches[:, :, 0] != background).any(-1)
+        assert np.array_equal(filled[1:7, 1:7], bitmap) and filled.sum() == 12
+    summary = synthetic.write_dataset(tmp_path / "g", seed=0, num_classes=10, image_size=32, train_per_class=1,
+                                      val_per_class=1, variation=SMOKE, classes="glyphs")
+    assert summary["classes"][0] == "c00_ring" and summary["class_set"] == "glyphs"
+
+
+@pytest.mark.parametrize("variation,classes", [(SMOKE, SMOKE_CLASSES), (ANY_POSE, "shapes")], ids=["smoke", "any_pose"])
+def test_mean_colour_carries_no_class_information(variation, classes):
     """Nearest-centroid and 15-NN on the mean RGB alone stay near chance on held-out images."""
     num_classes, n_train, n_val, size = 10, 100, 40, 32
 
     def mean_rgb(split, n):
-        x = np.array([synthetic.render(0, split, c, i, size, variation).mean(axis=(0, 1)) for c in range(num_classes) for i in range(n)])
+        x = np.array([synthetic.render(0, split, c, i, size, variation, classes).mean(axis=(0, 1))
+                      for c in range(num_classes) for i in range(n)])
         return x, np.repeat(np.arange(num_classes), n)
 
     train_x, train_y = mean_rgb("train", n_train)

@@ -37,7 +37,34 @@ CLASSES = [
     ("square", "stripes"),
     ("disk", "dots"),
 ]
-CLASS_NAMES = [shape if texture == "solid" else f"{shape}_{texture}" for shape, texture in CLASSES]
+# Glyphs: blocky figures on a 6x6 cell grid, every one with 12 filled cells (equal area, so mean colour carries
+# no class). At 32 px with radius 0.75 a cell is one 4-px tokenizer patch: the class lives at the scale a
+# tokenizer trained for CPU-minutes draws, where the drawn shapes' curved and slanted edges did not survive it
+# (docs/data.md).
+GLYPHS = {
+    "ring": ["......", ".####.", ".#..#.", ".#..#.", ".####.", "......"],
+    "plus": ["......", "..##..", ".####.", ".####.", "..##..", "......"],
+    "cross": ["#....#", ".#..#.", "..##..", "..##..", ".#..#.", "#....#"],
+    "rows": ["......", "######", "......", "......", "######", "......"],
+    "columns": [".#..#.", ".#..#.", ".#..#.", ".#..#.", ".#..#.", ".#..#."],
+    "corner": ["......", "......", "##....", "##....", "####..", "####.."],
+    "tee": ["######", "..##..", "..##..", "..##..", "......", "......"],
+    "steps": ["##....", "##....", "..##..", "..##..", "....##", "....##"],
+    "block": ["......", ".####.", ".####.", ".####.", "......", "......"],
+    "cup": [".#..#.", ".#..#.", ".#..#.", ".#..#.", ".####.", "......"],
+}
+GLYPH_CELLS = 6
+CLASS_SETS = {
+    "shapes": CLASSES,
+    "glyphs": [(name, "solid") for name in GLYPHS],
+}
+
+
+def class_names(classes: str = "shapes") -> list[str]:
+    return [shape if texture == "solid" else f"{shape}_{texture}" for shape, texture in CLASS_SETS[classes]]
+
+
+CLASS_NAMES = class_names("shapes")
 SPLITS = ("train", "val")
 
 # Generation constants. Lengths are in units of half the image side (the image spans [-1, 1]).
@@ -87,9 +114,9 @@ class Variation:
         return cls(**{**v, "radius": tuple(v["radius"]), "texture_cycles": tuple(v["texture_cycles"])})
 
 
-def folder_name(label: int) -> str:
+def folder_name(label: int, classes: str = "shapes") -> str:
     """Class folder; the cNN_ prefix makes sorted folder order equal label order."""
-    return f"c{label:02d}_{CLASS_NAMES[label]}"
+    return f"c{label:02d}_{class_names(classes)[label]}"
 
 
 # --- shapes: boolean masks in shape-local coordinates (circumradius about 1) ---
@@ -125,6 +152,15 @@ def _star(u, v, points=5, inner=0.45):
 
 
 SHAPES = {"disk": _disk, "square": _square, "triangle": _triangle, "ring": _ring, "cross": _cross, "star": _star}
+
+
+def _glyph(u, v, rows):
+    """Cell (row, col) of the 6x6 grid spanning [-1, 1]^2, filled where the bitmap has '#'."""
+    bitmap = np.array([[c == "#" for c in row] for row in rows])
+    col = np.floor((u + 1) / 2 * GLYPH_CELLS).astype(int)
+    row = np.floor((v + 1) / 2 * GLYPH_CELLS).astype(int)
+    inside = (col >= 0) & (col < GLYPH_CELLS) & (row >= 0) & (row < GLYPH_CELLS)
+    return inside & bitmap[np.clip(row, 0, GLYPH_CELLS - 1), np.clip(col, 0, GLYPH_CELLS - 1)]
 
 
 def _area(shape, n=601) -> float:
@@ -202,10 +238,11 @@ def _background(rng, colour, x, y, amplitude):
     return np.clip(bg, 0, 255)
 
 
-def render(seed: int, split: str, label: int, index: int, size: int, variation: Variation) -> np.ndarray:
+def render(seed: int, split: str, label: int, index: int, size: int, variation: Variation,
+           classes: str = "shapes") -> np.ndarray:
     """One image, uint8 (size, size, 3), a pure function of its arguments."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), label, index]))
-    shape, texture = CLASSES[label]
+    shape, texture = CLASS_SETS[classes][label]
     n = size * SUPERSAMPLE
     coords = (np.arange(n) + 0.5) / n * 2 - 1
     y, x = coords[:, None], coords[None, :]
@@ -215,13 +252,14 @@ def render(seed: int, split: str, label: int, index: int, size: int, variation: 
     second = _colour_away_from(rng, variation.palette, background, foreground)
     img = _background(rng, background, x, y, variation.background_amplitude)
 
-    r = rng.uniform(*variation.radius) * (AREA_SCALE[shape] if variation.equal_area else 1.0)
+    glyph = classes == "glyphs"  # glyphs have equal areas by construction
+    r = rng.uniform(*variation.radius) * (AREA_SCALE[shape] if variation.equal_area and not glyph else 1.0)
     reach = min(variation.max_offset, 1 - 0.8 * r)
     cx, cy = rng.uniform(-reach, reach, 2)
     theta = np.deg2rad(rng.uniform(-variation.max_rotation_deg, variation.max_rotation_deg))
     u = ((x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)) / r
     v = (-(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)) / r
-    mask = SHAPES[shape](u, v)
+    mask = _glyph(u, v, GLYPHS[shape]) if glyph else SHAPES[shape](u, v)
 
     if texture == "solid":
         fill = foreground
@@ -254,25 +292,28 @@ def encode_png(img: np.ndarray) -> bytes:
 
 
 def write_dataset(out_dir, *, seed: int, num_classes: int, image_size: int, train_per_class: int,
-                  val_per_class: int, variation: Variation) -> dict:
+                  val_per_class: int, variation: Variation, classes: str = "shapes") -> dict:
     """Write an ImageFolder tree out_dir/{train,val}/cNN_name/NNNNN.png, atomically as a whole."""
-    if not 2 <= num_classes <= len(CLASSES):
-        raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {num_classes}")
+    if classes not in CLASS_SETS:
+        raise ValueError(f"data.embedded.classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")
+    if not 2 <= num_classes <= len(CLASS_SETS[classes]):
+        raise ValueError(f"num_classes must be in 2..{len(CLASS_SETS[classes])} for {classes}, got {num_classes}")
     counts = {"train": train_per_class, "val": val_per_class}
     total = num_classes * sum(counts.values())
     with atomic.atomic_dir(out_dir) as tmp, tqdm(total=total, desc="generate", unit="img") as bar:
         for split, per_class in counts.items():
             for label in range(num_classes):
-                folder = Path(tmp) / split / folder_name(label)
+                folder = Path(tmp) / split / folder_name(label, classes)
                 folder.mkdir(parents=True)
                 for index in range(per_class):
-                    img = render(seed, split, label, index, image_size, variation)
+                    img = render(seed, split, label, index, image_size, variation, classes)
                     (folder / f"{index:05d}.png").write_bytes(encode_png(img))
                     bar.update()
     return {
         "seed": seed,
         "image_size": image_size,
-        "classes": [folder_name(label) for label in range(num_classes)],
+        "classes": [folder_name(label, classes) for label in range(num_classes)],
+        "class_set": classes,
         "counts": {split: per_class * num_classes for split, per_class in counts.items()},
         "variation": asdict(variation),
     }
