@@ -57,22 +57,21 @@ def cache_object(cache: Path, md5: str) -> Path:
     return cache / "files" / "md5" / md5[:2] / md5[2:]
 
 
-def recorded_files(lock: Path, cache: Path) -> dict[Path, str]:
-    """Every file that dvc.lock's stage outputs hold, with the md5 recorded for it (directory outputs expanded
+def recorded_files(outs: list[dict], cache: Path) -> dict[Path, str]:
+    """Every file that these dvc.lock outputs hold, with the md5 recorded for it (directory outputs expanded
     through their .dir listing in the cache)."""
     files: dict[Path, str] = {}
-    for stage in read_lock(lock)["stages"].values():
-        for out in stage.get("outs", []):
-            path, md5 = Path(out["path"]), out["md5"]
-            if md5.endswith(".dir"):
-                listing = cache_object(cache, md5)
-                if not listing.is_file():
-                    raise SharingError(f"{path}: its file listing ({md5}) is not in the DVC cache {cache}; "
-                                       "the remote does not have this version (was it pushed?)")
-                for entry in json.loads(listing.read_text()):
-                    files[path / entry["relpath"]] = entry["md5"]
-            else:
-                files[path] = md5
+    for out in outs:
+        path, md5 = Path(out["path"]), out["md5"]
+        if md5.endswith(".dir"):
+            listing = cache_object(cache, md5)
+            if not listing.is_file():
+                raise SharingError(f"{path}: its file listing ({md5}) is not in the DVC cache {cache}; "
+                                   "the remote does not have this version (was it pushed?)")
+            for entry in json.loads(listing.read_text()):
+                files[path / entry["relpath"]] = entry["md5"]
+        else:
+            files[path] = md5
     return files
 
 
@@ -165,10 +164,9 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
         return False
     cache = _cache_dir(root)
     try:
-        files = recorded_files(lock_path, cache)
+        files = recorded_files(outs, cache)  # results/<profile> only: the lock is read once
     except SharingError:
         return False if not strict else skip(f"{results} of dvc.lock is not in the DVC cache: run `dvc pull`")
-    files = {rel: md5 for rel, md5 in files.items() if rel.parts[:2] == Path(results).parts}
     # jobs write logs/<profile>/; a pull brings none, so without them a mismatch can only be a bad copy
     local_work = (root / "logs" / profile).is_dir()
     missing = [rel for rel in files if not (root / rel).is_file()]

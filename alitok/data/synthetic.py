@@ -154,9 +154,11 @@ def _star(u, v, points=5, inner=0.45):
 SHAPES = {"disk": _disk, "square": _square, "triangle": _triangle, "ring": _ring, "cross": _cross, "star": _star}
 
 
-def _glyph(u, v, rows):
-    """Cell (row, col) of the 6x6 grid spanning [-1, 1]^2, filled where the bitmap has '#'."""
-    bitmap = np.array([[c == "#" for c in row] for row in rows])
+_GLYPH_BITMAPS = {name: np.array([[c == "#" for c in row] for row in rows]) for name, rows in GLYPHS.items()}
+
+
+def _glyph(u, v, bitmap):
+    """Cell (row, col) of the 6x6 grid spanning [-1, 1]^2, filled where the bitmap is set."""
     col = np.floor((u + 1) / 2 * GLYPH_CELLS).astype(int)
     row = np.floor((v + 1) / 2 * GLYPH_CELLS).astype(int)
     inside = (col >= 0) & (col < GLYPH_CELLS) & (row >= 0) & (row < GLYPH_CELLS)
@@ -259,7 +261,7 @@ def render(seed: int, split: str, label: int, index: int, size: int, variation: 
     theta = np.deg2rad(rng.uniform(-variation.max_rotation_deg, variation.max_rotation_deg))
     u = ((x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)) / r
     v = (-(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)) / r
-    mask = _glyph(u, v, GLYPHS[shape]) if glyph else SHAPES[shape](u, v)
+    mask = _glyph(u, v, _GLYPH_BITMAPS[shape]) if glyph else SHAPES[shape](u, v)
 
     if texture == "solid":
         fill = foreground
