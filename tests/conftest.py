@@ -93,3 +93,32 @@ def save_random_tokenizer(path: Path, p: dict) -> None:
     torch.manual_seed(0)
     torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
                 "model": Tokenizer(cfg, stage=2).state_dict()}, path)
+
+
+GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]
+
+
+@pytest.fixture(scope="session")
+def tiny_shared(tmp_path_factory):
+    """Lab member A: runs the tiny pipeline through `dvc repro` (which runs Snakemake), commits dvc.lock, pushes to
+    the remote. Session-wide: the DVC tests and the tiny end-to-end test read the same run (one run, not two)."""
+    root = tmp_path_factory.mktemp("dvc")
+    origin, remote = root / "origin", root / "remote"
+    origin.mkdir()
+    remote.mkdir()
+    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, origin)
+    for name in ("workflow", "alitok", "results/paper"):
+        shutil.copytree(REPO / name, origin / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    doc = yaml.safe_load((origin / "params.yaml").read_text())
+    doc["profile"] = "tiny"
+    (origin / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    run(["git", "init", "-q"], cwd=origin)
+    run(["dvc", "init", "-q"], cwd=origin)
+    run(["dvc", "config", "core.analytics", "false"], cwd=origin)
+    run(["dvc", "remote", "add", "-d", "lab", str(remote)], cwd=origin)
+    run(["dvc", "repro", "-q"], cwd=origin, timeout=1800)
+    run(["git", "add", "-A"], cwd=origin)
+    run(["git", *GIT_USER, "commit", "-qm", "tiny results"], cwd=origin)
+    run(["dvc", "push", "-q"], cwd=origin)
+    return origin, remote

@@ -9,10 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from conftest import REPO, run
+from conftest import run
 
 pytestmark = pytest.mark.slow
-GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]
 
 
 def md5(path) -> str:
@@ -35,33 +34,8 @@ def clone(origin, dest):
     return dest
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """Lab member A: runs the tiny pipeline through `dvc repro`, commits dvc.lock, pushes to the remote."""
-    root = tmp_path_factory.mktemp("dvc")
-    origin, remote = root / "origin", root / "remote"
-    origin.mkdir()
-    remote.mkdir()
-    for name in ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, origin)
-    for name in ("workflow", "alitok", "results/paper"):
-        shutil.copytree(REPO / name, origin / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    doc = yaml.safe_load((origin / "params.yaml").read_text())
-    doc["profile"] = "tiny"
-    (origin / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    run(["git", "init", "-q"], cwd=origin)
-    run(["dvc", "init", "-q"], cwd=origin)
-    run(["dvc", "config", "core.analytics", "false"], cwd=origin)
-    run(["dvc", "remote", "add", "-d", "lab", str(remote)], cwd=origin)
-    run(["dvc", "repro", "-q"], cwd=origin, timeout=1800)
-    run(["git", "add", "-A"], cwd=origin)
-    run(["git", *GIT_USER, "commit", "-qm", "tiny results"], cwd=origin)
-    run(["dvc", "push", "-q"], cwd=origin)
-    return origin, remote
-
-
-def test_dvc_repro_runs_snakemake_and_records_metrics_plots_artifacts(shared):
-    origin, _ = shared
+def test_dvc_repro_runs_snakemake_and_records_metrics_plots_artifacts(tiny_shared):
+    origin, _ = tiny_shared
     assert (origin / "results" / "tiny" / "tokenizer" / "stage2.pt").is_file()
     assert "up to date" in run(["dvc", "status"], cwd=origin).stdout.lower()
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], cwd=origin).stdout)
@@ -95,8 +69,8 @@ def change_a_generator_param_and_check_only_its_side_reruns(colleague):
                       "extract_tokens", "train_classifier"}, ran
 
 
-def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(shared, tmp_path):
-    origin, _ = shared
+def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(tiny_shared, tmp_path):
+    origin, _ = tiny_shared
     colleague = clone(origin, tmp_path / "colleague")
     run(["dvc", "pull", "-q"], cwd=colleague)
     assert snakemake_jobs(colleague) == set(), "a fresh clone plus plain `dvc pull` has nothing to be done"
@@ -112,17 +86,17 @@ def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_it
     assert not plots.get("errors"), plots.get("errors")
 
 
-def test_a_param_changed_right_after_the_pull_reruns_only_its_side(shared, tmp_path):
+def test_a_param_changed_right_after_the_pull_reruns_only_its_side(tiny_shared, tmp_path):
     """No snakemake call between `dvc pull` and `dvc exp run -S`: the pulled results are marked up to date with
     dvc.lock's params, so the changed one is still seen."""
-    origin, _ = shared
+    origin, _ = tiny_shared
     colleague = clone(origin, tmp_path / "colleague")
     run(["dvc", "pull", "-q"], cwd=colleague)
     change_a_generator_param_and_check_only_its_side_reruns(colleague)
 
 
-def test_a_corrupt_remote_copy_is_refused_by_name(shared, tmp_path):
-    origin, remote = shared
+def test_a_corrupt_remote_copy_is_refused_by_name(tiny_shared, tmp_path):
+    origin, remote = tiny_shared
     bad_remote = shutil.copytree(remote, tmp_path / "remote")
     lock = yaml.safe_load((origin / "dvc.lock").read_text())
     (out,) = lock["stages"]["pipeline"]["outs"]

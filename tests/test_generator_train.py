@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from alitok import config
 from alitok.generator.train import batch_split, optimizer
 from alitok.models.generator import Generator, GeneratorConfig
 from alitok.tokens import extract
@@ -96,6 +97,8 @@ def test_controls(ws, uninterrupted):
     run(train_cmd(ws, "shuffled") + ["--control", "shuffled_labels"], cwd=REPO)
     shuffled = final_state(ws, "shuffled")
     assert any(not torch.equal(shuffled[k], uninterrupted[k]) for k in shuffled)
+    share = config.load(ws / "params.yaml", "tiny")["evaluation"]["shuffled_labels_share"]
+    assert checkpoint.load(ws / "shuffled" / "model.pt", kind="generator")["steps"] == round(20 * share)  # its share of S's 20
 
 
 def test_shuffled_labels_keep_class_counts_and_break_the_pairing(ws):

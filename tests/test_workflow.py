@@ -1,8 +1,11 @@
 """Snakemake runs the DAG: every params profile dry-runs, the tiny pipeline runs for real."""
 
 import json
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,9 +63,11 @@ def test_every_params_profile_dry_runs(project, tmp_path, profile):
     assert not (project / "mlflow.db").exists(), "a dry run opens no MLflow run"
 
 
-def test_torch_jobs_get_every_core(project):
-    """Snakemake sets OMP_NUM_THREADS to a job's threads: a torch rule that declares none trains on one core."""
-    out = run(["snakemake", "-n", "--cores", "2", "--config", "profile=tiny"], cwd=project).stdout
+def test_torch_jobs_take_their_core_share(project):
+    """Snakemake sets OMP_NUM_THREADS to a job's threads (1 for a rule that declares none), and each torch rule asks
+    for its params `core_share` of --cores: on 4 cores the tiny profile's jobs take 2 threads, two at a time, and
+    the perceptual net and tokenizer stage 1, alone on the critical path, take all 4."""
+    out = run(["snakemake", "-n", "--cores", "4", "--config", "profile=tiny"], cwd=project).stdout
     threads = {}
     for block in out.split("\nrule ")[1:]:
         rule = block.split(":")[0]
@@ -70,7 +75,8 @@ def test_torch_jobs_get_every_core(project):
         threads[rule] = int(line.split(":")[1])
     torch_rules = [r for r in threads if r.startswith(("train_", "eval_", "sample_", "extract_"))]
     assert {"train_classifier", "train_tokenizer_stage1", "train_generator", "sample_generator"} <= set(torch_rules)
-    assert {r: threads[r] for r in torch_rules} == {r: 2 for r in torch_rules}
+    whole = {"train_perceptual_net", "train_tokenizer_stage1"}
+    assert {r: threads[r] for r in torch_rules} == {r: 4 if r in whole else 2 for r in torch_rules}
 
 
 def test_release_profile_samples_and_evaluates_without_training(project):
@@ -117,8 +123,10 @@ def test_missing_imagenet_root_is_a_clear_error(project):
     assert "data.root = data/imagenet is not a directory" in out and "train/<wnid>" in out
 
 
-def test_tiny_pipeline_runs_and_then_has_nothing_to_do(project):
-    run(["snakemake", "--cores", "2", "--config", "profile=tiny"], cwd=project)
+def test_tiny_pipeline_runs_and_then_has_nothing_to_do(tiny_shared, tmp_path):
+    """The tiny pipeline as the session's `dvc repro` ran it (conftest.tiny_shared: one run serves the DVC tests
+    too), copied with its Snakemake metadata and mtimes so the param edits below stay here."""
+    project = Path(shutil.copytree(tiny_shared[0], tmp_path / "project", symlinks=True))
     out = project / "results" / "tiny"
     info = json.loads((out / "data" / "dataset.json").read_text())
     assert len(info["classes"]) == 10 and info["counts"] == {"train": 240, "val": 60}
@@ -244,16 +252,37 @@ def _check_mlflow(project):
     assert "run=ctf-S" in compare and "run=S " in compare + " "  # CTF beside the plain generator
 
 
-def _seconds(benchmark_tsv) -> float:
-    """Wall seconds of one job, from the `benchmark:` file Snakemake wrote for it."""
+def _seconds(benchmark_tsv, column: str = "s") -> float:
+    """Wall seconds (`s`) or CPU seconds (`cpu_time`) of one job, from the `benchmark:` file Snakemake wrote."""
     header, values = benchmark_tsv.read_text().splitlines()[:2]
-    return float(dict(zip(header.split("\t"), values.split("\t")))["s"])
+    return float(dict(zip(header.split("\t"), values.split("\t")))[column])
+
+
+# Single-core float32 matmul peak of the machine the smoke budgets were set on (2-core AMD EPYC sandbox,
+# 2026-11-26; benchmarks/peak.py's measurement at n = 512, one thread, as the 1-thread jobs run).
+REFERENCE_PEAK = 93e9
+
+
+def _single_core_peak() -> float:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import torch
+    from peak import matmul_peak
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return matmul_peak(torch.device("cpu"), torch.float32, 512)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
 def test_smoke_pipeline(project):
     """The README's first command: the embedded default pipeline, as far as it goes today."""
-    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~14 min on 2 cores
+    peak = _single_core_peak()  # before the run: the machine's speed, for the time budgets below
+    start = time.monotonic()
+    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~18 min on 2 cores, CTF included
+    wall = time.monotonic() - start
     out = project / "results" / "smoke"
     info = json.loads((out / "data" / "dataset.json").read_text())
     report = json.loads((out / "data" / "report.json").read_text())
@@ -289,20 +318,24 @@ def test_smoke_pipeline(project):
     main = json.loads((out / "evaluation" / "S.json").read_text())
     assert main["fid"] > real["fid"] >= 0  # samples sit above the real-image floor
 
-    # CTF beside the plain generator on the same tokens, within 5 minutes more than the plain pipeline
+    # CTF beside the plain generator on the same tokens
     ctf = json.loads((out / "evaluation" / "ctf-S.json").read_text())
     assert ctf["fid"] > real["fid"] and ctf["speed"]["images_per_s"] > 0
     assert "| ctf-S | S |" in text and "The redundancy finding" in text
+
+    # Budgets: 15 minutes for the plain pipeline on 2 cores (issue 6), at most 5 more for CTF (issue 8). Jobs run
+    # two at a time, so CTF's cost is its jobs' CPU time over the 2 cores and the plain pipeline's is the rest of
+    # the wall time. Reference-machine minutes: a machine with a lower single-core matmul peak gets more.
     ctf_jobs = ["ctf_clusters", "train_ctf_stage2", "ctf_redundancy", "train_generator_ctf-S", "sample_generator_ctf-S",
                 "evaluate_generator_ctf-S"]
-    ctf_seconds = sum(_seconds(out / "benchmarks" / f"{job}.tsv") for job in ctf_jobs)
-    # The 5 minutes are reference-machine minutes: on a slower (shared) machine the budget grows with the plain
-    # generator S's training, the job CTF's stage 1 mirrors: about 175 s where the budget was set (docs/ctf.md).
-    slower = max(1.0, _seconds(out / "benchmarks" / "train_generator_S.tsv") / 175)
-    assert ctf_seconds < 300 * slower, f"CTF's jobs took {ctf_seconds:.0f} s (budget 300 s x {slower:.2f} machine factor)"
+    ctf_share = sum(_seconds(out / "benchmarks" / f"{job}.tsv", "cpu_time") for job in ctf_jobs) / 2
+    slower = max(1.0, REFERENCE_PEAK / peak)
+    timing = f"wall {wall:.0f} s, CTF's share {ctf_share:.0f} s, machine factor {slower:.2f} (peak {peak / 1e9:.1f} GFLOP/s)"
+    assert ctf_share < 300 * slower, "CTF over its 5 minutes: " + timing
+    assert wall - ctf_share < 900 * slower, "the plain pipeline over its 15 minutes: " + timing
     short = {name: m["class_consistency"] for name, m in (("S", main), ("ctf-S", ctf)) if m["class_consistency"] < CC_GOAL}
     if short:  # issues 6 and 8's goal; an expected failure until the generators get there
-        pytest.xfail(f"smoke class-consistency below {CC_GOAL:.0%}: {short} (docs/generator.md, docs/ctf.md)")
+        pytest.xfail(f"smoke class-consistency below {CC_GOAL:.0%}: {short} (docs/generator.md, docs/ctf.md); {timing}")
 
 
 def test_second_invocation_in_one_directory_is_refused(project):

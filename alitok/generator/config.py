@@ -70,6 +70,18 @@ def training_section(p: dict, scale: str | None) -> dict:
 CONTROLS = ("untrained", "shuffled_labels")  # evaluation controls: no training step, or labels permuted
 
 
+def training_steps(p: dict, scale: str | None, control: str | None) -> int:
+    """Steps a run trains: the scale's (or CTF stage 2's); none for the untrained control; the params share
+    `evaluation.shuffled_labels_share` of them for the shuffled-label control, whose class-consistency sits at
+    chance however long it trains (its labels carry no class), so it need not cost a whole training."""
+    steps = (p["ctf"]["stage2"] if scale is None else p["generator"]["scales"][scale])["steps"]
+    if control == "untrained":
+        return 0
+    if control == "shuffled_labels":
+        return max(1, round(steps * p["evaluation"]["shuffled_labels_share"]))
+    return steps
+
+
 def parse_run(run: str) -> tuple[str, str, str | None]:
     """A generator run's name -> (kind, scale, control): "S", "S-shuffled_labels", "ctf-S" (CTF's stage 1 at
     scale S's shape). The names are folder names under generator/ and the rows of the report."""

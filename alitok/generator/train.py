@@ -33,7 +33,7 @@ from tqdm import tqdm
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
-from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, training_section
+from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, training_section, training_steps
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
@@ -145,12 +145,12 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
     sc = p["ctf"]["stage2"] if scale is None else g["scales"][scale]
     name = scale or "ctf stage 2"
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
-    total = 0 if control == "untrained" else sc["steps"]
+    total = training_steps(p, scale, control)
     targets = Targets(ctf_stage, None if ctf is None else torch.tensor(ctf["fine_to_coarse"]))
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control,
+    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control, "steps": total,
                              "model": asdict(cfg), "coarse_map": None if ctf is None else ctf["fine_to_coarse"]})
 
     torch.manual_seed(tr["seed"])

@@ -15,7 +15,7 @@ rule train_classifier:
     params:
         classifier=P.get("classifier"),
         out_dir=f"{OUT}/classifier",
-    threads: TORCH_THREADS
+    threads: torch_threads("train_classifier")
     resources:
         **job_resources("train_classifier"),
     log:

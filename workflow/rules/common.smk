@@ -4,15 +4,26 @@ from snakemake.exceptions import WorkflowError
 
 # Helpers shared by the rule files: which inputs exist depends on the params profile.
 
-# Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 when a rule declares none), and torch obeys it: a
-# training job without this ran on one core of two. Torch jobs ask for every core; Snakemake lowers the
-# request to what --cores allows, and a cluster executor turns it into the job's CPU request.
-TORCH_THREADS = workflow.cores
+def _resources(rule):
+    return P["resources"].get(rule, P["resources"]["default"])
 
 
 def job_resources(rule):
     """What a cluster executor asks for: params `resources.<rule>`, else `resources.default` (docs/cluster.md)."""
-    return dict(P["resources"].get(rule, P["resources"]["default"]))
+    return {k: v for k, v in _resources(rule).items() if k != "core_share"}
+
+
+def torch_threads(rule):
+    """A torch job's threads: its params `core_share` of --cores, at least one.
+
+    Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 when a rule declares none), and torch obeys it.
+    At share 1 a job takes every core and jobs run one after another; at 0.5 two run side by side, which on a
+    2-core machine gains what one job cannot use of the second core and hides each job's start-up
+    (docs/cluster.md). The thread count changes the float rounding of some kernels (convolutions), so a
+    profile's numbers are reproducible for a given --cores and share, not across them. On a cluster the executor
+    turns the count into the job's CPU request.
+    """
+    return max(1, round(workflow.cores * _resources(rule).get("core_share", 1.0)))
 
 
 def alitok_launcher(wildcards, resources):

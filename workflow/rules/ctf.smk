@@ -33,7 +33,8 @@ if uses_ctf():
             f"{CTF}/coarse_map.json",
         params:
             clusters=P["ctf"]["clusters"],
-        threads: TORCH_THREADS
+        threads: torch_threads("ctf_clusters")
+        priority: 5  # CTF's stage 1 trains on its map: start it with the other generators
         resources:
             **job_resources("ctf_clusters"),
         log:
@@ -59,7 +60,7 @@ if uses_ctf():
             alitok=alitok_launcher,
             generator=lambda wildcards: training_section(P, None),  # ctf.stage2's shape and schedule
             work=f"{OUT}/work/ctf_stage2",
-        threads: TORCH_THREADS
+        threads: torch_threads("train_ctf_stage2")
         resources:
             **job_resources("train_ctf_stage2"),
         log:
@@ -86,7 +87,7 @@ if uses_ctf() and uses_classifier():  # rFID with the domain classifier, as eval
             f"{CTF}/redundancy.json",
         params:
             seed=P["ctf"]["redundancy_seed"],
-        threads: TORCH_THREADS
+        threads: torch_threads("ctf_redundancy")
         resources:
             **job_resources("ctf_redundancy"),
         log:

@@ -57,7 +57,7 @@ rule evaluate_generator:
         dataset=lambda wildcards, input: f"--dataset {input.info}" if "info" in input.keys() else "",
         ctf=lambda wildcards, input: ctf_args(input),
         cache=f"{OUT}/evaluation/cache",
-    threads: TORCH_THREADS
+    threads: torch_threads("evaluate_generator")
     resources:
         **job_resources("evaluate_generator"),
     log:
@@ -83,7 +83,7 @@ rule evaluate_real:
         evaluation=EVAL,
         reference=lambda wildcards, input: reference_arg(input),
         cache=f"{OUT}/evaluation/cache",
-    threads: TORCH_THREADS
+    threads: torch_threads("evaluate_real")
     resources:
         **job_resources("evaluate_real"),
     log:

@@ -4,7 +4,7 @@
 # and trained on permuted labels; "ctf-S" is CTF's stage 1 at S's shape (ctf.smk has its map and stage 2).
 # In-progress checkpoints live in work/, outside the declared outputs, so a killed job resumes.
 
-from alitok.generator.config import CONTROLS, generator_runs as runs_of, parse_run, training_section
+from alitok.generator.config import CONTROLS, generator_runs as runs_of, parse_run, training_section, training_steps
 
 
 def generator_runs():
@@ -52,9 +52,11 @@ if "release" not in P:  # released weights are imported instead (release.smk)
         params:
             alitok=alitok_launcher,  # torchrun with one process per GPU of the job
             generator=lambda wildcards: training_section(P, run_scale(wildcards)),  # not sampling: resampling never retrains
+            steps=lambda wildcards: training_steps(P, *parse_run(wildcards.run)[1:]),  # a control's own count
             args=lambda wildcards, input: train_args(wildcards, input),
             work=lambda wildcards: f"{OUT}/work/generator_{wildcards.run}",
-        threads: TORCH_THREADS
+        threads: torch_threads("train_generator")
+        priority: 5  # the longest jobs start first; short ones fill the other core around them
         resources:
             **job_resources("train_generator"),
         log:
@@ -80,7 +82,7 @@ rule sample_generator:
         scale=run_scale,
         ctf=lambda wildcards, input: ctf_args(input),
         work=lambda wildcards: f"{OUT}/work/samples_{wildcards.run}",
-    threads: TORCH_THREADS
+    threads: torch_threads("sample_generator")
     resources:
         **job_resources("sample_generator"),
     log:

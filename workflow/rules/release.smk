@@ -10,7 +10,7 @@ if "release" in P:
             local_file(REL["tokenizer"], "release.tokenizer", "the released stage-2 tokenizer AliTok.pth"),
         output:
             f"{OUT}/tokenizer/stage2.pt",
-        threads: TORCH_THREADS
+        threads: torch_threads("import_tokenizer")
         resources:
             **job_resources("import_tokenizer"),
         log:
@@ -28,7 +28,7 @@ if "release" in P:
             run="|".join(REL["generators"]),
         params:
             size=lambda wildcards: P["generator"]["scales"][wildcards.run].get("size", ""),
-        threads: TORCH_THREADS
+        threads: torch_threads("import_generator")
         resources:
             **job_resources("import_generator"),
         log:

@@ -28,7 +28,8 @@ rule train_perceptual_net:
     params:
         section=P.get("perceptual_net"),
         out_dir=f"{OUT}/perceptual_net",
-    threads: TORCH_THREADS
+    threads: torch_threads("train_perceptual_net")
+    priority: 10  # the critical path: first when cores free up
     resources:
         **job_resources("train_perceptual_net"),
     log:
@@ -54,7 +55,8 @@ rule train_tokenizer_stage1:
         tokenizer={**TOK_COMMON, "stage1": TOK["stage1"]},
         work=f"{OUT}/work/tokenizer_stage1",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
-    threads: TORCH_THREADS
+    threads: torch_threads("train_tokenizer_stage1")
+    priority: 10  # the critical path: first when cores free up
     resources:
         **job_resources("train_tokenizer_stage1"),
     log:
@@ -81,7 +83,8 @@ rule train_tokenizer_stage2:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"], "stage2_init": TOK["stage2_init"]},
         work=f"{OUT}/work/tokenizer_stage2",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
-    threads: TORCH_THREADS
+    threads: torch_threads("train_tokenizer_stage2")
+    priority: 10  # the tokens are extracted with stage 2's checkpoint
     resources:
         **job_resources("train_tokenizer_stage2"),
     log:
@@ -109,7 +112,7 @@ rule train_tokenizer_stage1_continued:
         tokenizer={**TOK_COMMON, "stage2": TOK["stage2"]},
         work=f"{OUT}/work/tokenizer_stage1_continued",
         perceptual=lambda wildcards, input: perceptual_net_arg(input),
-    threads: TORCH_THREADS
+    threads: torch_threads("train_tokenizer_stage1_continued")
     resources:
         **job_resources("train_tokenizer_stage1_continued"),
     log:
@@ -133,7 +136,7 @@ rule eval_tokenizer:
         grid=f"{OUT}/tokenizer/{{variant}}_recon.png",
     wildcard_constraints:
         variant="stage1|stage2|stage1_continued",
-    threads: TORCH_THREADS
+    threads: torch_threads("eval_tokenizer")
     resources:
         **job_resources("eval_tokenizer"),
     log:

@@ -15,7 +15,8 @@ rule extract_tokens:
         alitok=alitok_launcher,  # torchrun with one process per GPU of the job
         tokens=P["tokens"],
         work=lambda wildcards: f"{OUT}/work/tokens_{wildcards.split}",
-    threads: TORCH_THREADS
+    threads: torch_threads("extract_tokens")
+    priority: 10  # the critical path: the generators wait for the tokens
     resources:
         **job_resources("extract_tokens"),
     log:
