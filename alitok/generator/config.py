@@ -62,9 +62,13 @@ def training_section(p: dict, scale: str | None) -> dict:
     sampling section nor a scale's sampling fields, so resampling never retrains. Scale None: CTF's stage 2,
     whose shape and schedule are `ctf.stage2`."""
     g = p["generator"]
-    model = p["ctf"]["stage2"] if scale is None else {k: v for k, v in g["scales"][scale].items()
-                                                      if k not in SAMPLING_KEYS}
+    model = {k: v for k, v in scale_params(p, scale).items() if scale is None or k not in SAMPLING_KEYS}
     return {k: g[k] for k in ("dropout", "optimizer", "training")} | {"scale": model}
+
+
+def scale_params(p: dict, scale: str | None) -> dict:
+    """A generator scale's shape and schedule; scale None: CTF's stage 2 (`ctf.stage2`)."""
+    return p["ctf"]["stage2"] if scale is None else p["generator"]["scales"][scale]
 
 
 CONTROLS = ("untrained", "shuffled_labels")  # evaluation controls: no training step, or labels permuted
@@ -74,7 +78,7 @@ def training_steps(p: dict, scale: str | None, control: str | None) -> int:
     """Steps a run trains: the scale's (or CTF stage 2's); none for the untrained control; the params share
     `evaluation.shuffled_labels_share` of them for the shuffled-label control, whose class-consistency sits at
     chance however long it trains (its labels carry no class), so it need not cost a whole training."""
-    steps = (p["ctf"]["stage2"] if scale is None else p["generator"]["scales"][scale])["steps"]
+    steps = scale_params(p, scale)["steps"]
     if control == "untrained":
         return 0
     if control == "shuffled_labels":

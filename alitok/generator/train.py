@@ -33,7 +33,7 @@ from tqdm import tqdm
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
-from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, training_section, training_steps
+from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, scale_params, training_section, training_steps
 from alitok.generator.release import FORMAT
 from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
@@ -142,7 +142,7 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
     if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, vocab):
         raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
                               f"the generator expects {cfg.seq_len} over {vocab}: re-extract them")
-    sc = p["ctf"]["stage2"] if scale is None else g["scales"][scale]
+    sc = scale_params(p, scale)
     name = scale or "ctf stage 2"
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
     total = training_steps(p, scale, control)
