@@ -171,6 +171,22 @@ def cmd_evaluate(args) -> None:
                 coarse_map=args.coarse_map)
 
 
+def cmd_sampling_sweep(args) -> None:
+    from alitok.evaluation import sweep
+
+    p = _params(args)
+    sc, s = p["generator"]["scales"][args.scale], p["generator"]["sampling"]
+    table = sweep.run(p, scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
+                      classifier_path=args.classifier, num_samples=args.num_samples or s["num_samples"],
+                      guidance=args.guidance or [sc["guidance"]], powers=args.power or [sc["guidance_power"]],
+                      temperatures=args.temperature or [s["temperature"]], out=args.out)
+    print(table.to_string(index=False))
+
+
+def _power(text: str) -> float | None:
+    return None if text.lower() in ("none", "null", "constant") else float(text)
+
+
 def cmd_pull(args) -> None:
     from alitok import sharing
 
@@ -345,6 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctf-stage2", type=Path, help="CTF: stage-2 checkpoint (--generator is then stage 1)")
     p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
     p.add_argument("--out", type=Path, required=True, help="metrics JSON")
+
+    p = add("sampling-sweep", cmd_sampling_sweep,
+            "class-consistency of one generator over guidance, its power and temperature (choosing sampling params)")
+    p.add_argument("--scale", required=True, help="a key of generator.scales (its seed; defaults of the grid)")
+    p.add_argument("--generator", type=Path, required=True, help="generator checkpoint")
+    p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint that decodes its codes")
+    p.add_argument("--classifier", type=Path, required=True, help="the domain classifier's model.pt")
+    p.add_argument("--num-samples", type=int, help="per setting (default: generator.sampling.num_samples)")
+    p.add_argument("--guidance", type=float, nargs="+", help="guidance scales (default: the scale's)")
+    p.add_argument("--power", type=_power, nargs="+", help="guidance powers, 'none' for constant (default: the scale's)")
+    p.add_argument("--temperature", type=float, nargs="+", help="temperatures (default: generator.sampling's)")
+    p.add_argument("--out", type=Path, required=True, help="one row per setting (CSV)")
 
     p = add("report", cmd_report, "report.md and figures: our metrics with their context, beside the papers' numbers")
     p.add_argument("--evaluations", type=Path, nargs="+", required=True, help="evaluate outputs, one per generator run")

@@ -121,3 +121,36 @@ def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path)
                         "--out-grid", str(tmp_path / "g.png")], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "emits 73 codes over 1024" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_sampling_sweep_reproduces_the_pipelines_class_consistency(models, tmp_path):
+    """`alitok sampling-sweep` at the params' own settings scores what the sampling stage's archive scores."""
+    import pandas as pd
+
+    from alitok.classifier.train import predict
+    from alitok.cli import main
+    from alitok.models.classifier import Classifier, ClassifierConfig
+
+    ws, p = models
+    if not (ws / "clean" / "samples.npz").exists():
+        run_sample(ws, p, "clean")
+    torch.manual_seed(3)
+    ccfg = ClassifierConfig(num_classes=10, width=4)
+    classifier = Classifier(ccfg).eval()
+    torch.save({"config": asdict(ccfg), "state_dict": classifier.state_dict(), "classes": [str(c) for c in range(10)]},
+               tmp_path / "clf.pt")
+    with np.load(ws / "clean" / "samples.npz") as z:
+        images, labels = torch.from_numpy(z["arr_0"]).permute(0, 3, 1, 2), torch.from_numpy(z["arr_1"])
+    expected = float((predict(classifier, images, 8) == labels).double().mean())
+
+    sc, s = p["generator"]["scales"]["S"], p["generator"]["sampling"]
+    args = ["sampling-sweep", "--params", str(REPO / "params.yaml"), "--profile", "tiny", "--scale", "S",
+            "--generator", str(ws / "gen.pt"), "--tokenizer", str(ws / "tok.pt"), "--classifier", str(tmp_path / "clf.pt"),
+            "--guidance", str(sc["guidance"]), "1.0", "--power", str(sc["guidance_power"]), "none",
+            "--temperature", str(s["temperature"]), "--out", str(tmp_path / "sweep.csv")]
+    assert main(args) == 0
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(table) == 4 and set(table["num_samples"]) == {s["num_samples"]}
+    assert table["guidance_power"].isna().sum() == 2  # 'none': constant guidance
+    own = table[(table.guidance == sc["guidance"]) & (table.guidance_power == sc["guidance_power"])]
+    assert own["class_consistency"].tolist() == [pytest.approx(expected, abs=1e-9)]

@@ -333,9 +333,11 @@ def test_smoke_pipeline(project):
     timing = f"wall {wall:.0f} s, CTF's share {ctf_share:.0f} s, machine factor {slower:.2f} (peak {peak / 1e9:.1f} GFLOP/s)"
     assert ctf_share < 300 * slower, "CTF over its 5 minutes: " + timing
     assert wall - ctf_share < 900 * slower, "the plain pipeline over its 15 minutes: " + timing
-    short = {name: m["class_consistency"] for name, m in (("S", main), ("ctf-S", ctf)) if m["class_consistency"] < CC_GOAL}
-    if short:  # issues 6 and 8's goal; an expected failure until the generators get there
-        pytest.xfail(f"smoke class-consistency below {CC_GOAL:.0%}: {short} (docs/generator.md, docs/ctf.md); {timing}")
+    # Issues 6 and 8's goal. Sampling sweeps over three smoke generators put S at 87-88 % (1,000 samples each;
+    # docs/evaluation.md), about 3 binomial standard deviations of 200 samples above the goal.
+    for name, m in (("S", main), ("ctf-S", ctf)):
+        assert m["class_consistency"] >= CC_GOAL, f"{name}: class-consistency {m['class_consistency']:.1%}; {timing}"
+    assert f"class-consistency {main['class_consistency']:.1%} against the goal of {CC_GOAL:.0%}: **met**" in text
 
 
 def test_second_invocation_in_one_directory_is_refused(project):
