@@ -95,6 +95,31 @@ def save_random_tokenizer(path: Path, p: dict) -> None:
                 "model": Tokenizer(cfg, stage=2).state_dict()}, path)
 
 
+def extract_tiny_tokens(ws: Path, ten_crop_train: bool = False) -> None:
+    """ws/tokens/{train,val}: ws/tok.pt's codes of the tiny data that make_tiny_data wrote in ws."""
+    from alitok.tokens import extract
+
+    for split in ("train", "val"):
+        extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
+                    dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,
+                    work_dir=ws / "work_tokens" / split, ten_crop=ten_crop_train and split == "train",
+                    crop_scale=1.1, shard_images=16, batch=8, workers=0)
+
+
+def save_random_classifier(path: Path, num_classes: int) -> None:
+    """A seeded random domain classifier (width 4) in the checkpoint format load_classifier reads."""
+    from dataclasses import asdict
+
+    import torch
+
+    from alitok.models.classifier import Classifier, ClassifierConfig
+
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(num_classes=num_classes, width=4)
+    torch.save({"config": asdict(cfg), "state_dict": Classifier(cfg).state_dict(), "classes": [], "image_size": 32,
+                "val_accuracy": 0.0}, path)
+
+
 GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]
 
 

@@ -140,24 +140,13 @@ def test_two_stage_sampling_is_reproducible_and_can_stay_inside_the_cluster():
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """Tiny data, a random tiny tokenizer and classifier, extracted tokens: what the CTF stages read."""
-    from dataclasses import asdict
-
-    from alitok.models.classifier import Classifier, ClassifierConfig
-    from alitok.tokens import extract
-    from conftest import make_tiny_data, save_random_tokenizer
+    from conftest import extract_tiny_tokens, make_tiny_data, save_random_classifier, save_random_tokenizer
 
     ws = tmp_path_factory.mktemp("ctf")
     p = make_tiny_data(ws, train_per_class=4, val_per_class=2)
     save_random_tokenizer(ws / "tok.pt", p)
-    for split in ("train", "val"):
-        extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
-                    dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,
-                    work_dir=ws / "work_tokens" / split, ten_crop=False, crop_scale=1.1, shard_images=16, batch=8,
-                    workers=0)
-    torch.manual_seed(0)
-    clf = ClassifierConfig(num_classes=p["data"]["embedded"]["num_classes"], width=4)
-    torch.save({"config": asdict(clf), "state_dict": Classifier(clf).state_dict(), "classes": [], "image_size": 32,
-                "val_accuracy": 0.0}, ws / "classifier.pt")
+    extract_tiny_tokens(ws)
+    save_random_classifier(ws / "classifier.pt", p["data"]["embedded"]["num_classes"])
     return ws
 
 

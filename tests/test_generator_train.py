@@ -14,9 +14,8 @@ import yaml
 from alitok import config
 from alitok.generator.train import batch_split, optimizer
 from alitok.models.generator import Generator, GeneratorConfig
-from alitok.tokens import extract
 from alitok.training import checkpoint
-from conftest import REPO, kill_at_step, make_tiny_data, run, save_random_tokenizer, tool_env
+from conftest import REPO, extract_tiny_tokens, kill_at_step, make_tiny_data, run, save_random_tokenizer, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +23,7 @@ def ws(tmp_path_factory):
     """Tiny data, a random tiny tokenizer, its extracted tokens, and a params file with 20 generator steps."""
     ws = tmp_path_factory.mktemp("gen")
     save_random_tokenizer(ws / "tok.pt", make_tiny_data(ws, train_per_class=4, val_per_class=2))
-    for split, ten in (("train", True), ("val", False)):
-        extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
-                    dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,
-                    work_dir=ws / "work_tokens" / split, ten_crop=ten, crop_scale=1.1, shard_images=16, batch=8,
-                    workers=0)
+    extract_tiny_tokens(ws, ten_crop_train=True)
     doc = yaml.safe_load((REPO / "params.yaml").read_text())
     doc["profiles"]["tiny"]["generator"]["scales"]["S"].update(steps=20)
     doc["profiles"]["tiny"]["generator"]["training"].update(checkpoint_every=3, log_every=1)

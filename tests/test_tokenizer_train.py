@@ -5,16 +5,14 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from alitok.models.classifier import Classifier, ClassifierConfig
 from alitok.training import checkpoint
-from conftest import REPO, kill_at_step, make_tiny_data, run, tool_env
+from conftest import REPO, kill_at_step, make_tiny_data, run, save_random_classifier, tool_env
 
 TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"]
 
@@ -24,11 +22,7 @@ def workspace(tmp_path_factory):
     """A tiny embedded dataset, its manifests, a perceptual net, and a params file with a longer stage 1."""
     ws = tmp_path_factory.mktemp("tok")
     emb = make_tiny_data(ws, train_per_class=4, val_per_class=2)["data"]["embedded"]
-    torch.manual_seed(0)
-    net = Classifier(ClassifierConfig(num_classes=emb["num_classes"], width=4))
-    torch.save({"config": asdict(ClassifierConfig(num_classes=emb["num_classes"], width=4)),
-                "state_dict": net.state_dict(), "classes": [], "image_size": 32, "val_accuracy": 0.0},
-               ws / "perceptual.pt")
+    save_random_classifier(ws / "perceptual.pt", emb["num_classes"])
     doc = yaml.safe_load((REPO / "params.yaml").read_text())
     tiny = doc["profiles"]["tiny"]["tokenizer"]
     tiny["stage1"] = [dict(ph, steps=10) for ph in tiny["stage1"]]  # 30 steps: room for a kill mid-way

@@ -39,6 +39,7 @@ from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
+from alitok.training.precision import Precision
 
 log = logging.getLogger("alitok.generator")
 
@@ -156,10 +157,7 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
     torch.manual_seed(tr["seed"])
     model = Generator(cfg).to(d.device)
     opt = optimizer(model, opt_p)
-    use_amp = d.device.type == "cuda" and tr["precision"] == "bf16"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+    autocast = Precision(d.device, tr["precision"]).autocast
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
     ck = checkpoint.load_progress(ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path)

@@ -11,7 +11,6 @@ a failed job, never the work directory); a rerun continues from there and ends w
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -31,6 +30,7 @@ from alitok.data.loader import TrainImages, train_loader
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 from alitok.tokenizer import losses
 from alitok.training import checkpoint, distributed, schedule
+from alitok.training.precision import Precision
 
 log = logging.getLogger("alitok.tokenizer")
 
@@ -107,9 +107,8 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     opt_g = _optimizer(model.parameters(), tok["optimizer"], scaled=[model.quantizer.codebook],
                        lr_scale=tok["quantizer"]["codebook_lr_scale"])
     opt_d = _optimizer(disc.parameters(), tok["optimizer"])
-    use_amp = d.device.type == "cuda" and tr["precision"] != "fp32"
-    amp_dtype = torch.float16 if tr["precision"] == "fp16" else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    amp = Precision(d.device, tr["precision"])
+    scaler = amp.scaler
 
     step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
     ck = checkpoint.load_progress(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path)
@@ -142,9 +141,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         for group in opt_d.param_groups:
             group["lr"] = lr * tok["discriminator"]["lr_scale"]
         x = x.to(d.device, non_blocking=True).float() / 255
-        autocast = torch.autocast(d.device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext()
-
-        with autocast:
+        with amp.autocast():
             outputs = ddp_model(x)
             recon = outputs["image"]
             terms = {"recon": F.mse_loss(recon.float(), x)}
@@ -175,7 +172,7 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
 
         if phase["gan_weight"] > 0:
             opt_d.zero_grad(set_to_none=True)
-            with autocast:
+            with amp.autocast():
                 # one forward for real and fake: DDP allows a single forward per backward (GroupNorm is per sample)
                 real, fake = ddp_disc(torch.cat([x, recon.detach().to(x.dtype)])).chunk(2)
                 terms["gan_d"] = losses.hinge_d_loss(real, fake)
