@@ -174,7 +174,11 @@ def cmd_evaluate(args) -> None:
 def cmd_sampling_sweep(args) -> None:
     from alitok.evaluation import sweep
 
+    from alitok.config import ParamsError
+
     p = _params(args)
+    if args.scale not in p["generator"]["scales"]:
+        raise ParamsError(f"--scale {args.scale}: not a key of generator.scales ({', '.join(p['generator']['scales'])})")
     sc, s = p["generator"]["scales"][args.scale], p["generator"]["sampling"]
     table = sweep.run(p, scale=args.scale, generator_path=args.generator, tokenizer_path=args.tokenizer,
                       classifier_path=args.classifier, num_samples=args.num_samples or s["num_samples"],

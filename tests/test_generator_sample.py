@@ -154,3 +154,6 @@ def test_sampling_sweep_reproduces_the_pipelines_class_consistency(models, tmp_p
     assert table["guidance_power"].isna().sum() == 2  # 'none': constant guidance
     own = table[(table.guidance == sc["guidance"]) & (table.guidance_power == sc["guidance_power"])]
     assert own["class_consistency"].tolist() == [pytest.approx(expected, abs=1e-9)]
+    args[args.index("S")] = "XL"  # not a tiny scale: one line naming the key, no table
+    (tmp_path / "sweep.csv").unlink()
+    assert main(args) == 2 and not (tmp_path / "sweep.csv").exists()
