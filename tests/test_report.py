@@ -113,7 +113,7 @@ def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
     assert "30.00 / 40.00" in row and "0.300 / 0.200" in row and "45.0 / 30.0 (1.50x)" in row and "0.700 / 0.600 / 0.500" in row
     assert "gFID lower (30.00 against 40.00" in text and "6 codes used by the training tokens (75%)" in text
     assert "accuracy 60.0% after 7 steps" in text and "The redundancy finding **holds**" in text
-    assert "CTF is outside that band, the plain generator outside" in text  # 30 % and 20 % against 10 % ± 6.4 %
+    assert "CTF is above that band, the plain generator above it" in text  # 30 % and 20 % against 10 % ± 6.4 %
     assert "Rows of kind `ctf` show stage 1's held-out loss" in text
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["ctf"]["redundancy"]["within_cluster"] == {"psnr": 18.5, "rfid": 45.0}
