@@ -172,9 +172,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_sampling_sweep(args) -> None:
-    from alitok.evaluation import sweep
-
     from alitok.config import ParamsError
+    from alitok.evaluation import sweep
 
     p = _params(args)
     if args.scale not in p["generator"]["scales"]:
