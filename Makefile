@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup smoke test pull
+.PHONY: setup smoke test lint pull
 
 setup:
 	@scripts/setup_venv.sh
@@ -11,8 +11,16 @@ setup:
 smoke: setup
 	snakemake --workflow-profile workflow/profiles/local
 
-test: setup
-	python -m pytest
+# Two workers (one test file each, so module fixtures and the session's tiny run are built once) for everything but
+# the tests that time themselves, then those alone. Plain `python -m pytest` runs the same tests one after another.
+test: setup lint
+	python -m pytest -m "not alone" -n 2 --dist loadfile
+	python -m pytest -m alone
+
+# ruff's lint and format rules (pyproject.toml); `ruff format .` and `ruff check --fix .` repair most of it.
+lint: setup
+	ruff check .
+	ruff format --check .
 
 # `dvc pull`, then verify and mark up to date at once (plain `dvc pull` works too: the pipeline does this on
 # its next invocation; docs/sharing.md).

@@ -80,8 +80,15 @@ def _format_error(error, where: str) -> str:
     if v in ("enum", "const"):
         allowed = error.validator_value if v == "enum" else [error.validator_value]
         return f"{where}: {key} = {inst!r} is not allowed; allowed: {', '.join(map(repr, allowed))}"
-    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<",
-              "multipleOf": "a multiple of", "minLength": "of length >=", "minProperties": "with entries >="}
+    bounds = {
+        "minimum": ">=",
+        "maximum": "<=",
+        "exclusiveMinimum": ">",
+        "exclusiveMaximum": "<",
+        "multipleOf": "a multiple of",
+        "minLength": "of length >=",
+        "minProperties": "with entries >=",
+    }
     if v in bounds:
         return f"{where}: {key} = {inst!r} is out of range; must be {bounds[v]} {error.validator_value}"
     return f"{where}: {key}: {error.message}"
@@ -91,7 +98,9 @@ def _validate(instance, schema_doc: dict, where: str) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema_doc)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         # Report the deepest, most specific error: `if/then` failures come with a more precise child.
         best = max(errors, key=lambda e: len(e.absolute_path))
@@ -112,7 +121,9 @@ def validate_document(doc, source: str = "params.yaml") -> None:
     _validate(doc, top, source)
     profiles = doc["profiles"]
     if doc["profile"] not in profiles:
-        raise ParamsError(f"{source}: profile = {doc['profile']!r} is not defined; defined: {', '.join(sorted(profiles))}")
+        raise ParamsError(
+            f"{source}: profile = {doc['profile']!r} is not defined; defined: {', '.join(sorted(profiles))}"
+        )
     profile_schema = _profile_schema(full)
     for name in profiles:
         resolved = resolve_profile(profiles, name)
@@ -126,12 +137,14 @@ def _check_references(p: dict, where: str) -> None:
     if g is not None:
         unknown = [s for s in g["run"] if s not in g["scales"]]
         if unknown:
-            raise ParamsError(f"{where}: generator.run names {', '.join(unknown)}, not in generator.scales "
-                              f"({', '.join(g['scales'])})")
+            raise ParamsError(
+                f"{where}: generator.run names {', '.join(unknown)}, not in generator.scales ({', '.join(g['scales'])})"
+            )
         unknown = [s for s in p.get("ctf", {}).get("run", []) if s not in g["scales"]]
         if unknown:
-            raise ParamsError(f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales "
-                              f"({', '.join(g['scales'])})")
+            raise ParamsError(
+                f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales ({', '.join(g['scales'])})"
+            )
     if "ablations" in p:
         from alitok.ablations import units
 

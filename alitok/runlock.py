@@ -38,11 +38,13 @@ def acquire(argv: list[str], path: Path = LOCK_FILE):
         raise PipelineBusy(
             f"another pipeline run is active in {Path.cwd()} (pid {info.get('pid', '?')}, started "
             f"{info.get('started', '?')}: {info.get('command', '?')}); wait for it to end, or use another clone "
-            f"(lock: {path})") from None
+            f"(lock: {path})"
+        ) from None
     f.seek(0)
     f.truncate()
-    f.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                        "command": " ".join(argv)[:500]}))
+    f.write(
+        json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(argv)[:500]})
+    )
     f.flush()
     _HELD.append(f)
     return f

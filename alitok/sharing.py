@@ -41,7 +41,9 @@ def _dvc(*args: str, cwd: Path, capture: bool = False) -> subprocess.CompletedPr
     proc = subprocess.run(["dvc", *args], cwd=cwd, text=True, capture_output=capture)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] if capture else []
-        raise SharingError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode})" + (f": {detail[0]}" if detail else ""))
+        raise SharingError(
+            f"`dvc {' '.join(args)}` failed (exit {proc.returncode})" + (f": {detail[0]}" if detail else "")
+        )
     return proc
 
 
@@ -66,8 +68,10 @@ def recorded_files(outs: list[dict], cache: Path) -> dict[Path, str]:
         if md5.endswith(".dir"):
             listing = cache_object(cache, md5)
             if not listing.is_file():
-                raise SharingError(f"{path}: its file listing ({md5}) is not in the DVC cache {cache}; "
-                                   "the remote does not have this version (was it pushed?)")
+                raise SharingError(
+                    f"{path}: its file listing ({md5}) is not in the DVC cache {cache}; "
+                    "the remote does not have this version (was it pushed?)"
+                )
             for entry in json.loads(listing.read_text()):
                 files[path / entry["relpath"]] = entry["md5"]
         else:
@@ -114,33 +118,37 @@ def _refuse_corrupt(root: Path, cache: Path, bad: dict[Path, tuple[str, str]]) -
     for rel, (_, recorded) in bad.items():
         (root / rel).unlink()
         cache_object(cache, recorded).unlink(missing_ok=True)
-    problems = [f"{rel}: content md5 {actual} does not match {recorded} recorded in dvc.lock"
-                for rel, (actual, recorded) in bad.items()]
+    problems = [
+        f"{rel}: content md5 {actual} does not match {recorded} recorded in dvc.lock"
+        for rel, (actual, recorded) in bad.items()
+    ]
     return SharingError(
         f"refused {len(problems)} pulled file(s) whose content does not match dvc.lock (removed from the "
         "workspace and the DVC cache): " + "; ".join(problems) + ". The remote's copy is corrupt: `dvc push` "
-        "from a machine with a good copy, or run the pipeline to recompute them.")
+        "from a machine with a good copy, or run the pipeline to recompute them."
+    )
 
 
 def snakemake_touch(root: Path, profile: str, params_file: Path | None) -> None:
     """`snakemake --touch --forceall` for the profile, as a child process (the Snakefile calls `adopt` while
     it is being parsed, before Snakemake locks the directory)."""
-    cmd = [sys.executable, "-m", "snakemake", "--touch", "--forceall", "--cores", "1", "--config",
-           f"profile={profile}"]
+    cmd = [sys.executable, "-m", "snakemake", "--touch", "--forceall", "--cores", "1", "--config", f"profile={profile}"]
     env = {**os.environ, ADOPTING: "1"}
     if params_file is not None:
         env[PARAMS_FILE] = str(params_file)
     proc = subprocess.run(cmd, cwd=root, env=env, text=True, capture_output=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise SharingError(f"`{' '.join(cmd[1:])}` failed (exit {proc.returncode}) while marking pulled results "
-                           f"up to date:\n{tail}")
+        raise SharingError(
+            f"`{' '.join(cmd[1:])}` failed (exit {proc.returncode}) while marking pulled results up to date:\n{tail}"
+        )
 
 
 def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_touch) -> bool:
     """Mark results/<profile> up to date for Snakemake when it holds exactly what dvc.lock records (a pull).
     Returns whether it did. Cheap when there is nothing new: a marker holds the dvc.lock version last adopted
     or judged to be local work. `strict` (alitok pull) raises where a plain invocation skips."""
+
     def skip(reason: str) -> bool:
         if strict:
             raise SharingError(reason)
@@ -154,8 +162,9 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
     results = f"results/{profile}"
     outs = [o for o in (stage or {}).get("outs", []) if o["path"] == results]
     if not outs:
-        return False if not strict else skip(f"dvc.lock records no {results}: it is not the profile params.yaml "
-                                             "selects")
+        return (
+            False if not strict else skip(f"dvc.lock records no {results}: it is not the profile params.yaml selects")
+        )
     version = outs[0]["md5"]
     marker = root / ".snakemake" / "alitok" / f"adopted-{profile}"
     if not strict and marker.is_file() and marker.read_text().strip() == version:
@@ -173,11 +182,14 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
     if missing:  # a partial pull, or not pulled yet: judge again once it is complete
         if local_work and not strict:
             return False
-        return skip(f"{len(missing)} file(s) of {results} recorded in dvc.lock are missing (e.g. {missing[0]}): "
-                    "not marking the results up to date; `dvc pull` them")
+        return skip(
+            f"{len(missing)} file(s) of {results} recorded in dvc.lock are missing (e.g. {missing[0]}): "
+            "not marking the results up to date; `dvc pull` them"
+        )
     bad = {}
-    for rel, md5 in tqdm(files.items(), desc=f"check {results} against dvc.lock", unit="file", file=sys.stderr,
-                         disable=None):
+    for rel, md5 in tqdm(
+        files.items(), desc=f"check {results} against dvc.lock", unit="file", file=sys.stderr, disable=None
+    ):
         actual = atomic.file_digest(root / rel, "md5")
         if actual != md5:
             bad[rel] = (actual, md5)
@@ -185,12 +197,18 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
         raise _refuse_corrupt(root, cache, bad)
     if bad or (changed := code_changed_since_lock(root, [d["path"] for d in stage.get("deps", [])])):
         atomic.write_text(marker, version)  # this version is judged: do not hash everything again
-        why = (f"{len(bad)} file(s) differ from dvc.lock (this clone's own work)" if bad else
-               f"the pipeline's code differs from the commit that recorded dvc.lock ({', '.join(changed[:5])})")
+        why = (
+            f"{len(bad)} file(s) differ from dvc.lock (this clone's own work)"
+            if bad
+            else f"the pipeline's code differs from the commit that recorded dvc.lock ({', '.join(changed[:5])})"
+        )
         return skip(f"{results} not marked up to date: {why}; Snakemake decides what reruns from file times")
     params_file = _lock_params_file(root, profile, stage, marker.parent)
-    print(f"alitok: {results} matches dvc.lock ({len(files)} files): marking it up to date (snakemake --touch"
-          + (", with dvc.lock's params)" if params_file else ")"), file=sys.stderr)
+    print(
+        f"alitok: {results} matches dvc.lock ({len(files)} files): marking it up to date (snakemake --touch"
+        + (", with dvc.lock's params)" if params_file else ")"),
+        file=sys.stderr,
+    )
     touch(root, profile, params_file)
     atomic.write_text(marker, version)
     return True

@@ -22,6 +22,10 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("alitok.tracking")
 
@@ -30,11 +34,21 @@ RECORDS_ENV = "ALITOK_MLFLOW_RECORDS"
 DEFAULT_URI = "sqlite:///mlflow.db"
 ARTIFACT_SUFFIXES = {".png", ".json", ".md"}
 # the params sections a command's run is described by
-SECTIONS = {"make-dataset": ["data"], "prepare-data": ["data"], "train-classifier": ["classifier", "perceptual_net"],
-            "train-tokenizer": ["tokenizer"], "eval-tokenizer": ["tokenizer"], "compare-tokenizer-stages": [],
-            "extract-tokens": ["tokens"], "train-generator": ["generator"], "sample": ["generator"],
-            "evaluate": ["evaluation", "generator"], "report": [], "ablation-score": ["generator", "ctf", "evaluation"],
-            "ablation-report": ["ablations"]}
+SECTIONS = {
+    "make-dataset": ["data"],
+    "prepare-data": ["data"],
+    "train-classifier": ["classifier", "perceptual_net"],
+    "train-tokenizer": ["tokenizer"],
+    "eval-tokenizer": ["tokenizer"],
+    "compare-tokenizer-stages": [],
+    "extract-tokens": ["tokens"],
+    "train-generator": ["generator"],
+    "sample": ["generator"],
+    "evaluate": ["evaluation", "generator"],
+    "report": [],
+    "ablation-score": ["generator", "ctf", "evaluation"],
+    "ablation-report": ["ablations"],
+}
 
 
 def _mlflow():
@@ -85,9 +99,17 @@ def start_pipeline(p: dict, argv: list[str]) -> str:
     """The parent run of one Snakemake invocation; its id goes to the jobs through the environment."""
     mlflow = _mlflow()
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment(p["name"]), run_name=f"pipeline {p['name']}",
-                            tags={"kind": "pipeline", "profile": p["name"], "params_hash": params_hash(p),
-                                  "git_commit": git_commit(), "command": " ".join(argv)[:4000]})
+    run = client.create_run(
+        experiment(p["name"]),
+        run_name=f"pipeline {p['name']}",
+        tags={
+            "kind": "pipeline",
+            "profile": p["name"],
+            "params_hash": params_hash(p),
+            "git_commit": git_commit(),
+            "command": " ".join(argv)[:4000],
+        },
+    )
     load_references(p["name"], Path("results/paper/published.csv"))
     os.environ[PARENT_ENV] = run.info.run_id
     records = Path(".snakemake/alitok-mlflow") / run.info.run_id
@@ -141,12 +163,20 @@ def record_job(args, p: dict) -> Path | None:
     for section in SECTIONS.get(args.command, []):
         if section in p:
             params.update(flatten(p[section], f"{section}."))
-    record = {"tags": {"kind": "job", "rule": args.mlflow_rule or args.command, "wildcards": args.mlflow_wildcards or "",
-                       "command": args.command, "profile": p["name"], "params_hash": params_hash(p),
-                       "git_commit": git_commit(),
-                       **({"ablation_unit": f"{p['ablation']['unit']}/seed{p['ablation']['seed']}"} if "ablation" in p else {})},
-              "params": {k: str(v)[:6000] for k, v in params.items()},
-              "outputs": [str(f.resolve()) for f in _outputs(args)]}
+    record = {
+        "tags": {
+            "kind": "job",
+            "rule": args.mlflow_rule or args.command,
+            "wildcards": args.mlflow_wildcards or "",
+            "command": args.command,
+            "profile": p["name"],
+            "params_hash": params_hash(p),
+            "git_commit": git_commit(),
+            **({"ablation_unit": f"{p['ablation']['unit']}/seed{p['ablation']['seed']}"} if "ablation" in p else {}),
+        },
+        "params": {k: str(v)[:6000] for k, v in params.items()},
+        "outputs": [str(f.resolve()) for f in _outputs(args)],
+    }
     name = hashlib.sha256(json.dumps(record["tags"], sort_keys=True).encode()).hexdigest()[:16]
     from alitok import atomic
 
@@ -160,8 +190,9 @@ def child_run(parent: str, record: dict) -> str:
 
     client = _mlflow().MlflowClient()
     tags = {**record["tags"], "mlflow.parentRunId": parent}
-    run = client.create_run(experiment(tags["profile"]), run_name=f"{tags['rule']} {tags['wildcards']}".strip(),
-                            tags=tags)
+    run = client.create_run(
+        experiment(tags["profile"]), run_name=f"{tags['rule']} {tags['wildcards']}".strip(), tags=tags
+    )
     rid = run.info.run_id
     items = [Param(k, v) for k, v in record["params"].items()]
     for i in range(0, len(items), 100):
@@ -198,15 +229,28 @@ def load_references(profile: str, paper_csv: Path) -> int:
     have = {r.data.tags.get("row_key") for r in client.search_runs([exp], "tags.kind = 'paper'", max_results=50000)}
     paper = pd.read_csv(paper_csv)
     added = 0
-    for (name, version, table, model, setting), rows in paper.groupby(["paper", "version", "table", "model", "setting"]):
+    for (name, version, table, model, setting), rows in paper.groupby(
+        ["paper", "version", "table", "model", "setting"]
+    ):
         key = f"{name}|{version}|{table}|{model}|{setting}"
         if key in have:
             continue
         first = rows.iloc[0]
-        run = client.create_run(exp, run_name=f"paper: {name} {model} ({table}, {setting})",
-                                tags={"kind": "paper", "row_key": key, "paper": name, "version": version,
-                                      "table": table, "model": model, "setting": setting, "source": first.source,
-                                      "evidence": first.evidence})
+        run = client.create_run(
+            exp,
+            run_name=f"paper: {name} {model} ({table}, {setting})",
+            tags={
+                "kind": "paper",
+                "row_key": key,
+                "paper": name,
+                "version": version,
+                "table": table,
+                "model": model,
+                "setting": setting,
+                "source": first.source,
+                "evidence": first.evidence,
+            },
+        )
         client.log_param(run.info.run_id, "params_m", first.params_m)
         for r in rows.itertuples():
             client.log_metric(run.info.run_id, r.metric, float(r.value))
@@ -215,7 +259,7 @@ def load_references(profile: str, paper_csv: Path) -> int:
     return added
 
 
-def compare(profile: str, metric: str = "fid") -> "pd.DataFrame":
+def compare(profile: str, metric: str = "fid") -> pd.DataFrame:
     """Our evaluation runs beside the papers' gFID rows, from MLflow (what `alitok compare` prints)."""
     import pandas as pd
 
@@ -223,21 +267,35 @@ def compare(profile: str, metric: str = "fid") -> "pd.DataFrame":
     client = mlflow.MlflowClient()
     exp = mlflow.get_experiment_by_name(f"alitok-{profile}")
     if exp is None:
-        raise FileNotFoundError(f"no MLflow experiment alitok-{profile} in {mlflow.get_tracking_uri()}: run the "
-                                "pipeline first (or set MLFLOW_TRACKING_URI)")
+        raise FileNotFoundError(
+            f"no MLflow experiment alitok-{profile} in {mlflow.get_tracking_uri()}: run the "
+            "pipeline first (or set MLFLOW_TRACKING_URI)"
+        )
     rows = []
     for r in client.search_runs([exp.experiment_id], "tags.command = 'evaluate'", order_by=["start_time DESC"]):
         if metric in r.data.metrics:
-            rows.append({"who": "ours", "run": r.data.tags.get("wildcards") or r.data.tags.get("rule"),
-                         "gfid": r.data.metrics[metric],
-                         "class_consistency": r.data.metrics.get("class_consistency"),
-                         "images_per_s": r.data.metrics.get("speed.images_per_s"),
-                         "commit": r.data.tags.get("git_commit", "")[:8], "source": r.info.run_id[:8]})
+            rows.append(
+                {
+                    "who": "ours",
+                    "run": r.data.tags.get("wildcards") or r.data.tags.get("rule"),
+                    "gfid": r.data.metrics[metric],
+                    "class_consistency": r.data.metrics.get("class_consistency"),
+                    "images_per_s": r.data.metrics.get("speed.images_per_s"),
+                    "commit": r.data.tags.get("git_commit", "")[:8],
+                    "source": r.info.run_id[:8],
+                }
+            )
     for r in client.search_runs([exp.experiment_id], "tags.kind = 'paper'"):
         if "gfid" in r.data.metrics:
-            rows.append({"who": f"{r.data.tags['paper']} {r.data.tags['version']}",
-                         "run": f"{r.data.tags['model']} ({r.data.tags['setting']})",
-                         "gfid": r.data.metrics["gfid"], "class_consistency": None,
-                         "images_per_s": r.data.metrics.get("images_per_s"), "commit": "",
-                         "source": f"{r.data.tags['table']}; {r.data.tags['source']}"})
+            rows.append(
+                {
+                    "who": f"{r.data.tags['paper']} {r.data.tags['version']}",
+                    "run": f"{r.data.tags['model']} ({r.data.tags['setting']})",
+                    "gfid": r.data.metrics["gfid"],
+                    "class_consistency": None,
+                    "images_per_s": r.data.metrics.get("images_per_s"),
+                    "commit": "",
+                    "source": f"{r.data.tags['table']}; {r.data.tags['source']}",
+                }
+            )
     return pd.DataFrame(rows)

@@ -18,11 +18,11 @@ import platform
 import time
 
 import torch
+from peak import sync
 
 from alitok.ctf.sampling import generate_ctf
 from alitok.generator.sampling import generate
 from alitok.models.generator import SIZES, Generator, GeneratorConfig
-from peak import sync
 
 VQ16 = dict(arch="llamagen", vocab_size=16384, num_prefix=0, grid=16, num_classes=1000)
 CLUSTERS = 512  # the paper's default K [ctf.md Table 3a]
@@ -63,13 +63,29 @@ def compare(stage1_shape: dict, stage2_shape: dict, batch: int, device, dtype, r
 
     def run_ctf(n):
         n = n or batch
-        generate_ctf(stage1, stage2, f2c, labels[:n], ids[:n], seed=0, guidance=GUIDANCE, power=None, tau1=1.0,
-                     tau2=1.0, top_k=0, restrict=False)
+        generate_ctf(
+            stage1,
+            stage2,
+            f2c,
+            labels[:n],
+            ids[:n],
+            seed=0,
+            guidance=GUIDANCE,
+            power=None,
+            tau1=1.0,
+            tau2=1.0,
+            top_k=0,
+            restrict=False,
+        )
         return n
 
-    return {"plain_M": plain.num_params() / 1e6, "stage1_M": stage1.num_params() / 1e6,
-            "stage2_M": stage2.num_params() / 1e6, "plain": timed(run_plain, device, repeats),
-            "ctf": timed(run_ctf, device, repeats)}
+    return {
+        "plain_M": plain.num_params() / 1e6,
+        "stage1_M": stage1.num_params() / 1e6,
+        "stage2_M": stage2.num_params() / 1e6,
+        "plain": timed(run_plain, device, repeats),
+        "ctf": timed(run_ctf, device, repeats),
+    }
 
 
 def main() -> None:
@@ -88,18 +104,27 @@ def main() -> None:
         shape = lambda size: dict(zip(("width", "depth", "heads"), SIZES["llamagen"][size]))
         rows = [(size, shape(size), shape("L")) for size in ("B", "L", "XL")]
 
-    print(f"# CTF vs plain AR sampling, {device.type} ({where}, {torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}, {str(dtype).removeprefix('torch.')}")
+    print(
+        f"# CTF vs plain AR sampling, {device.type} ({where}, {torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}, {str(dtype).removeprefix('torch.')}"
+    )
     print()
-    print(f"Batch {args.batch}, 256 tokens over {VQ16['vocab_size']} codes, K = {CLUSTERS}, constant guidance "
-          f"{GUIDANCE}, codes only (no decoding). Paper (A100): B x0.93, L x1.16, XL x1.18 (ctf.md §3.2).")
+    print(
+        f"Batch {args.batch}, 256 tokens over {VQ16['vocab_size']} codes, K = {CLUSTERS}, constant guidance "
+        f"{GUIDANCE}, codes only (no decoding). Paper (A100): B x0.93, L x1.16, XL x1.18 (ctf.md §3.2)."
+    )
     print()
-    print("| stage-1 shape | plain params | CTF params (stage 1 + stage 2) | plain images/s | CTF images/s | CTF / plain |")
+    print(
+        "| stage-1 shape | plain params | CTF params (stage 1 + stage 2) | plain images/s | CTF images/s "
+        "| CTF / plain |"
+    )
     print("|---|---|---|---|---|---|")
     for name, s1, s2 in rows:
         r = compare(s1, s2, args.batch, device, dtype, args.repeats)
-        print(f"| {name} ({s1['width']}x{s1['depth']}) | {r['plain_M']:.2f}M | {r['stage1_M']:.2f}M + "
-              f"{r['stage2_M']:.2f}M | {r['plain']:.2f} | {r['ctf']:.2f} | x{r['ctf'] / r['plain']:.2f} |")
+        print(
+            f"| {name} ({s1['width']}x{s1['depth']}) | {r['plain_M']:.2f}M | {r['stage1_M']:.2f}M + "
+            f"{r['stage2_M']:.2f}M | {r['plain']:.2f} | {r['ctf']:.2f} | x{r['ctf'] / r['plain']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,10 @@ def main() -> None:
     rate(blobs[:20], cases["decode only"])  # warm-up
     rates = {name: rate(blobs, fn) for name, fn in cases.items()}
     base = rates["decode only"]
-    print(f"# load-time crops vs decode, {args.n} JPEGs (500x375), crop {s}px, one process, {platform.processor() or platform.machine()}")
+    print(
+        f"# load-time crops vs decode, {args.n} JPEGs (500x375), crop {s}px, one process, "
+        f"{platform.processor() or platform.machine()}"
+    )
     print("| case | images/s | time relative to decode only |")
     print("|---|---|---|")
     for name, r in rates.items():

@@ -19,10 +19,9 @@ import platform
 import time
 
 import torch
-
-from alitok.generator.sampling import generate
 from peak import matmul_peak, sync
 
+from alitok.generator.sampling import generate
 from alitok.models.generator import Generator, GeneratorConfig
 
 # The smoke profile's generator (params.yaml: generator.scales.S; geometry of the smoke tokenizer, 10 classes).
@@ -58,8 +57,11 @@ def train_mfu(cfg: GeneratorConfig, batch: int, steps: int, device, amp: bool) -
     n, T = model.num_params(embeddings=False), cfg.seq_len
     flops_per_token = 6 * n + 12 * cfg.depth * T * cfg.width
     tokens_per_s = batch * T / seconds
-    return {"params_M": model.num_params() / 1e6, "tokens_per_s": tokens_per_s,
-            "model_flops": flops_per_token * tokens_per_s}
+    return {
+        "params_M": model.num_params() / 1e6,
+        "tokens_per_s": tokens_per_s,
+        "model_flops": flops_per_token * tokens_per_s,
+    }
 
 
 def sampling(cfg: GeneratorConfig, batch: int, device, kv_cache: bool, repeats: int = 1) -> float:
@@ -95,10 +97,15 @@ def main() -> None:
     cached = sampling(narrow, args.sample_batch, device, kv_cache=True)
     full = sampling(narrow, args.sample_batch, device, kv_cache=False)
 
-    print(f"# AR generator benchmarks, {device.type} ({where}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(
+        f"# AR generator benchmarks, {device.type} ({where}, {torch.get_num_threads()} threads), "
+        f"torch {torch.__version__}"
+    )
     print()
-    print(f"## Training MFU, smoke config ({train['params_M']:.2f}M params, {SMOKE['num_prefix']}+{SMOKE['grid']}² "
-          f"tokens, batch {args.batch}, {'bf16 autocast' if amp else 'fp32'})")
+    print(
+        f"## Training MFU, smoke config ({train['params_M']:.2f}M params, {SMOKE['num_prefix']}+{SMOKE['grid']}² "
+        f"tokens, batch {args.batch}, {'bf16 autocast' if amp else 'fp32'})"
+    )
     print("| figure | value |")
     print("|---|---|")
     print(f"| tokens/s | {train['tokens_per_s']:.0f} |")
@@ -106,8 +113,10 @@ def main() -> None:
     print(f"| matmul peak, same run | {peak / 1e9:.2f} GFLOP/s |")
     print(f"| MFU | {train['model_flops'] / peak:.1%} (goal >= 50 %) |")
     print()
-    print(f"## Sampling, narrow model (width {NARROW['width']}, depth {NARROW['depth']}), "
-          f"{narrow.seq_len} tokens, batch {args.sample_batch}, guidance on (2 x batch rows), fp32")
+    print(
+        f"## Sampling, narrow model (width {NARROW['width']}, depth {NARROW['depth']}), "
+        f"{narrow.seq_len} tokens, batch {args.sample_batch}, guidance on (2 x batch rows), fp32"
+    )
     print("| sampler | images/s |")
     print("|---|---|")
     print(f"| KV cache | {cached:.2f} |")

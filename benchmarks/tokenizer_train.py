@@ -20,18 +20,30 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
-
 from peak import matmul_peak, sync
+from torch.utils.flop_counter import FlopCounterMode
 
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 
 # params.yaml, profile smoke: tokenizer.model at data.image_size, and the training values the step uses.
-SMOKE_MODEL = dict(image_size=32, patch_size=4, codebook_size=1024, code_dim=16, enc_width=128, enc_depth=2,
-                   enc_heads=4, dec_width=128, dec_depth=3, dec_heads=4, mlp_ratio=4, prefix="grid_plus_one",
-                   buffer_tokens=8)
-SMOKE_STEP = dict(batch=32, init_std=0.25, usage_decay=0.99, commitment=0.25, aux=0.6640625, grad_clip=1.0,
-                  betas=(0.9, 0.999))
+SMOKE_MODEL = dict(
+    image_size=32,
+    patch_size=4,
+    codebook_size=1024,
+    code_dim=16,
+    enc_width=128,
+    enc_depth=2,
+    enc_heads=4,
+    dec_width=128,
+    dec_depth=3,
+    dec_heads=4,
+    mlp_ratio=4,
+    prefix="grid_plus_one",
+    buffer_tokens=8,
+)
+SMOKE_STEP = dict(
+    batch=32, init_std=0.25, usage_decay=0.99, commitment=0.25, aux=0.6640625, grad_clip=1.0, betas=(0.9, 0.999)
+)
 
 
 def main() -> None:
@@ -53,9 +65,12 @@ def main() -> None:
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             out = model(x)
-            loss = (F.mse_loss(out["image"].float(), x)
-                    + s["aux"] * F.mse_loss(out["aux"].float(), prefix_target(x, cfg))
-                    + s["commitment"] * out["commitment"] + out["codebook"])
+            loss = (
+                F.mse_loss(out["image"].float(), x)
+                + s["aux"] * F.mse_loss(out["aux"].float(), prefix_target(x, cfg))
+                + s["commitment"] * out["commitment"]
+                + out["codebook"]
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
@@ -77,11 +92,15 @@ def main() -> None:
     peak = matmul_peak(device, dtype, 4096 if device.type == "cuda" else 1024)
 
     params = sum(q.numel() for q in model.parameters())
-    print(f"# tokenizer training step, smoke config, {device.type} "
-          f"({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"stage-1 model {params / 1e6:.2f}M params, image {cfg.image_size}px, {cfg.seq_len} tokens, batch {batch}, "
-          f"{'bf16 autocast' if amp else 'fp32'}")
+    print(
+        f"# tokenizer training step, smoke config, {device.type} "
+        f"({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), torch {torch.__version__}"
+    )
+    print(
+        f"stage-1 model {params / 1e6:.2f}M params, image {cfg.image_size}px, {cfg.seq_len} tokens, batch {batch}, "
+        f"{'bf16 autocast' if amp else 'fp32'}"
+    )
     print()
     print("| figure | value |")
     print("|---|---|")

@@ -10,6 +10,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each, not four
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`make test` hands each worker whole files: the tests on the session's tiny run must share one file, or two
+    workers would each make that run."""
+    files = {item.path.name for item in items if "tiny_shared" in item.fixturenames}
+    if len(files) > 1:
+        raise pytest.UsageError(f"tests using tiny_shared sit in {sorted(files)}: keep them in one file")
+
 
 def tool_env() -> dict:
     """Environment for subprocesses: this interpreter's bin first, so `alitok` and `snakemake` resolve."""
@@ -24,8 +35,22 @@ def tool_env() -> dict:
 def run(cmd, cwd, check=True, timeout=900):
     proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
+
+
+def dry_run_jobs(stdout: str) -> dict:
+    """The 'Job stats' table of a dry run, as {rule: count}."""
+    lines = stdout.split("Job stats:")[1].splitlines()
+    jobs = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
 
 
 @pytest.fixture
@@ -72,10 +97,15 @@ def make_tiny_data(ws: Path, train_per_class: int, val_per_class: int) -> dict:
 
     p = config.load(REPO / "params.yaml", "tiny")
     emb = p["data"]["embedded"]
-    synthetic.write_dataset(ws / "images", seed=emb["seed"], num_classes=emb["num_classes"],
-                            image_size=p["data"]["image_size"], train_per_class=train_per_class,
-                            val_per_class=val_per_class,
-                            variation=synthetic.Variation.from_params(emb["variation"]))
+    synthetic.write_dataset(
+        ws / "images",
+        seed=emb["seed"],
+        num_classes=emb["num_classes"],
+        image_size=p["data"]["image_size"],
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        variation=synthetic.Variation.from_params(emb["variation"]),
+    )
     prepare.run(p["data"], ws / "images", ws / "data")
     return p
 
@@ -91,8 +121,16 @@ def save_random_tokenizer(path: Path, p: dict) -> None:
 
     cfg = model_config(p)
     torch.manual_seed(0)
-    torch.save({"format": "alitok-tokenizer/1", "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
-                "model": Tokenizer(cfg, stage=2).state_dict()}, path)
+    torch.save(
+        {
+            "format": "alitok-tokenizer/1",
+            "kind": "tokenizer",
+            "stage": 2,
+            "config": asdict(cfg),
+            "model": Tokenizer(cfg, stage=2).state_dict(),
+        },
+        path,
+    )
 
 
 def extract_tiny_tokens(ws: Path, ten_crop_train: bool = False) -> None:
@@ -100,10 +138,18 @@ def extract_tiny_tokens(ws: Path, ten_crop_train: bool = False) -> None:
     from alitok.tokens import extract
 
     for split in ("train", "val"):
-        extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
-                    dataset_json=ws / "data" / "dataset.json", out_dir=ws / "tokens" / split,
-                    work_dir=ws / "work_tokens" / split, ten_crop=ten_crop_train and split == "train",
-                    crop_scale=1.1, shard_images=16, batch=8, workers=0)
+        extract.run(
+            tokenizer_path=ws / "tok.pt",
+            split_csv=ws / "data" / f"{split}.csv",
+            dataset_json=ws / "data" / "dataset.json",
+            out_dir=ws / "tokens" / split,
+            work_dir=ws / "work_tokens" / split,
+            ten_crop=ten_crop_train and split == "train",
+            crop_scale=1.1,
+            shard_images=16,
+            batch=8,
+            workers=0,
+        )
 
 
 def save_random_classifier(path: Path, num_classes: int) -> None:
@@ -116,8 +162,16 @@ def save_random_classifier(path: Path, num_classes: int) -> None:
 
     torch.manual_seed(0)
     cfg = ClassifierConfig(num_classes=num_classes, width=4)
-    torch.save({"config": asdict(cfg), "state_dict": Classifier(cfg).state_dict(), "classes": [], "image_size": 32,
-                "val_accuracy": 0.0}, path)
+    torch.save(
+        {
+            "config": asdict(cfg),
+            "state_dict": Classifier(cfg).state_dict(),
+            "classes": [],
+            "image_size": 32,
+            "val_accuracy": 0.0,
+        },
+        path,
+    )
 
 
 GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]

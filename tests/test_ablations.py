@@ -10,7 +10,8 @@ from alitok import config
 from alitok.ablations import report, units
 from alitok.config import ParamsError
 from alitok.models.tokenizer import Decoder, Encoder, TokenizerConfig
-from conftest import REPO, edit_params, run
+
+from conftest import REPO, dry_run_jobs, edit_params, run
 
 
 def _p(profile="ablations"):
@@ -21,11 +22,18 @@ def test_rows_flip_the_switches_of_the_paper_table():
     a = config.load(REPO / "params.yaml", "ablations/A/seed1")
     assert a["name"] == "ablations" and a["ablation"] == {"unit": "A", "seed": 1}
     model = a["tokenizer"]["model"]
-    assert (model["stage1_decoder"], model["encoder_attention"], model["prefix"]) == ("bidirectional", "bidirectional", "none")
+    assert (model["stage1_decoder"], model["encoder_attention"], model["prefix"]) == (
+        "bidirectional",
+        "bidirectional",
+        "none",
+    )
     assert a["tokenizer"]["loss"]["aux_weight"] == 0.0
     assert a["tokenizer"]["training"]["seed"] == a["generator"]["training"]["seed"] == 1
     d, e = (config.load(REPO / "params.yaml", f"ablations/{r}/seed0") for r in "DE")
-    assert d["tokenizer"]["model"]["prefix"] == _p()["tokenizer"]["model"]["prefix"] and d["tokenizer"]["loss"]["aux_weight"] > 0
+    assert (
+        d["tokenizer"]["model"]["prefix"] == _p()["tokenizer"]["model"]["prefix"]
+        and d["tokenizer"]["loss"]["aux_weight"] > 0
+    )
     assert e["generator"]["scales"]["S"]["steps"] == 2 * d["generator"]["scales"]["S"]["steps"]
     probe = config.load(REPO / "params.yaml", "ablations/probe/seed2")["tokenizer"]["model"]
     assert probe["encoder_attention"] == "causal" and probe["stage1_decoder"] == "bidirectional"
@@ -55,8 +63,15 @@ def test_ctf_points_follow_each_subtable_conditions():
     assert q["generator"]["scales"]["S"]["steps"] == 2 * p["generator"]["scales"]["S"]["steps"]
 
 
-@pytest.mark.parametrize("name, message", [("ablations/Z/seed0", "neither a row"), ("ablations/A/seed7", "not in ablations.seeds"),
-                                           ("ablations/A", "<profile>/<unit>/seed<N>"), ("imagenet256/A/seed0", "no ablations")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("ablations/Z/seed0", "neither a row"),
+        ("ablations/A/seed7", "not in ablations.seeds"),
+        ("ablations/A", "<profile>/<unit>/seed<N>"),
+        ("imagenet256/A/seed0", "no ablations"),
+    ],
+)
 def test_bad_unit_names_are_clear_errors(name, message):
     with pytest.raises(ParamsError, match=message):
         config.load(REPO / "params.yaml", name)
@@ -72,8 +87,22 @@ def test_aux_without_prefix_is_refused():
 
 
 def _tok(**kw):
-    return TokenizerConfig(image_size=16, patch_size=4, codebook_size=8, code_dim=4, enc_width=16, enc_depth=1, enc_heads=2,
-                           dec_width=16, dec_depth=1, dec_heads=2, mlp_ratio=2, prefix="none", buffer_tokens=2, **kw)
+    return TokenizerConfig(
+        image_size=16,
+        patch_size=4,
+        codebook_size=8,
+        code_dim=4,
+        enc_width=16,
+        enc_depth=1,
+        enc_heads=2,
+        dec_width=16,
+        dec_depth=1,
+        dec_heads=2,
+        mlp_ratio=2,
+        prefix="none",
+        buffer_tokens=2,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("decoder, sees_later", [("causal", False), ("bidirectional", True)])
@@ -104,26 +133,38 @@ def test_an_unknown_attention_is_refused():
         _tok(stage1_decoder="sideways")
 
 
-@pytest.mark.parametrize("ours_from, ours_to, paper, expected", [
-    ([5.0, 5.2, 5.1], [9.0, 9.5, 9.2], (5.4, 10.7), "holds"),
-    ([5.0, 5.2, 5.1], [3.0, 3.5, 3.2], (5.4, 10.7), "reversed"),
-    ([5.0, 6.0, 7.0], [6.5, 7.0, 5.5], (5.4, 10.7), "unresolved"),
-    ([5.0, 6.0], [7.0, 8.0], (10.5, 10.5), "no paper direction")])
+@pytest.mark.parametrize(
+    "ours_from, ours_to, paper, expected",
+    [
+        ([5.0, 5.2, 5.1], [9.0, 9.5, 9.2], (5.4, 10.7), "holds"),
+        ([5.0, 5.2, 5.1], [3.0, 3.5, 3.2], (5.4, 10.7), "reversed"),
+        ([5.0, 6.0, 7.0], [6.5, 7.0, 5.5], (5.4, 10.7), "unresolved"),
+        ([5.0, 6.0], [7.0, 8.0], (10.5, 10.5), "no paper direction"),
+    ],
+)
 def test_verdicts(ours_from, ours_to, paper, expected):
     assert report.verdict(ours_from, ours_to, *paper) == expected
 
 
 def test_ablations_profile_plans_every_unit_once_per_seed(project):
     """The real target's DAG: 5 tokenizers, 6 generators, 7 scored rows, 3 K x 5 stage 2s, per seed, nothing twice."""
-    from test_workflow import _jobs
-
-    jobs = _jobs(run(["snakemake", "-n", "--config", "profile=ablations", "--", "ablations"], cwd=project).stdout)
-    per_seed = {"ablation_tokenizer_stage1": 5, "ablation_tokenizer_stage2": 1, "ablation_eval_tokenizer": 6,
-                "ablation_tokens": 10, "ablation_train_generator": 6, "ablation_score_row": 7, "ablation_ctf_clusters": 3,
-                "ablation_ctf_stage1": 3, "ablation_ctf_stage2": 5, "ablation_ctf_score": 5}
+    plan = run(["snakemake", "-n", "--config", "profile=ablations", "--", "ablations"], cwd=project)
+    jobs = dry_run_jobs(plan.stdout)
+    per_seed = {
+        "ablation_tokenizer_stage1": 5,
+        "ablation_tokenizer_stage2": 1,
+        "ablation_eval_tokenizer": 6,
+        "ablation_tokens": 10,
+        "ablation_train_generator": 6,
+        "ablation_score_row": 7,
+        "ablation_ctf_clusters": 3,
+        "ablation_ctf_stage1": 3,
+        "ablation_ctf_stage2": 5,
+        "ablation_ctf_score": 5,
+    }
     assert {k: jobs.get(k) for k in per_seed} == {k: 3 * v for k, v in per_seed.items()}
     assert jobs["ablation_report"] == 1 and "train_generator" not in jobs  # the default pipeline's rules stay out
-    default = _jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    default = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert not any(k.startswith("ablation") for k in default)  # and `all` never runs the ablations
 
 
@@ -153,21 +194,29 @@ def test_tiny_ablations_target(project):
     import pandas as pd
 
     rows = pd.read_csv(root / "tables/alitok.csv")
-    assert list(rows["row"]) == ["A", "B", "E", "F"] and rows["acc"].str.contains("±").all() and rows["pos_ppl"].str.contains("±").all()
+    assert (
+        list(rows["row"]) == ["A", "B", "E", "F"]
+        and rows["acc"].str.contains("±").all()
+        and rows["pos_ppl"].str.contains("±").all()
+    )
     assert rows.loc[rows.row == "A", "paper_acc"].item() == 5.4
     assert {p.name.split("_")[1] for p in (root / "tables").glob("ctf_*_verdicts.csv")} == {"a", "f"}
     assert "| E | F | two-stage decoder | rfid |" in text
     for fig in ("alitok.png", "ctf_table3.png"):
         assert (root / "figures" / fig).stat().st_size > 10_000
     # two seeds really ran: different seeds, different generators
-    losses = [json.loads((root / f"seed{s}/generator/A/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)]
+    losses = [
+        json.loads((root / f"seed{s}/generator/A/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)
+    ]
     assert losses[0] != losses[1]
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("alitok-tiny")
     (parent,) = client.search_runs([exp.experiment_id], "tags.kind = 'pipeline'")
-    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000)
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
+    )
     tagged = {c.data.tags.get("ablation_unit") for c in children}
     assert {"A/seed0", "B/seed1", "E/seed1"} <= tagged
     assert any(c.data.tags["rule"] == "ablation_report" for c in children)
@@ -190,17 +239,23 @@ def test_position_perplexity_counts_the_choices_at_each_position(tmp_path):
     assert report.position_perplexity(tmp_path) == pytest.approx(1.5)
 
 
-@pytest.mark.parametrize("acc_b, rfid_b, claim", [
-    ([9.0, 9.5, 9.2], [100.0, 104.0, 102.0], "holds"),       # more predictable at comparable rFID
-    ([3.0, 3.5, 3.2], [100.0, 104.0, 102.0], "reversed"),    # less predictable at comparable rFID
-    ([3.0, 3.5, 3.2], [50.0, 51.0, 52.0], "unresolved"),     # less predictable, but it keeps much more of the image
-    ([9.0, 9.5, 9.2], [200.0, 201.0, 202.0], "unresolved"),  # more predictable, but it keeps much less
-])
+@pytest.mark.parametrize(
+    "acc_b, rfid_b, claim",
+    [
+        ([9.0, 9.5, 9.2], [100.0, 104.0, 102.0], "holds"),  # more predictable at comparable rFID
+        ([3.0, 3.5, 3.2], [100.0, 104.0, 102.0], "reversed"),  # less predictable at comparable rFID
+        ([3.0, 3.5, 3.2], [50.0, 51.0, 52.0], "unresolved"),  # less predictable, but it keeps much more of the image
+        ([9.0, 9.5, 9.2], [200.0, 201.0, 202.0], "unresolved"),  # more predictable, but it keeps much less
+    ],
+)
 def test_alitok_claim_needs_comparable_rfid_both_ways(acc_b, rfid_b, claim):
     p = _p()
     plain, point = p["ablations"]["ctf"]["tokens_of"], units.claim_point(p)
-    values = {"A": {"acc": [5.0, 5.2, 5.1], "rfid": [100.0, 101.0, 102.0]}, "B": {"acc": acc_b, "rfid": rfid_b},
-              plain: {"gfid": [50.0, 51.0, 52.0], "cc": [10.0, 11.0, 12.0]},
-              point: {"gfid": [40.0, 41.0, 42.0], "cc": [10.0, 11.0, 12.0]}}
+    values = {
+        "A": {"acc": [5.0, 5.2, 5.1], "rfid": [100.0, 101.0, 102.0]},
+        "B": {"acc": acc_b, "rfid": rfid_b},
+        plain: {"gfid": [50.0, 51.0, 52.0], "cc": [10.0, 11.0, 12.0]},
+        point: {"gfid": [40.0, 41.0, 42.0], "cc": [10.0, 11.0, 12.0]},
+    }
     paper = report.read_paper(REPO / "results/paper/ablations.csv")
     assert report.claims(p, values, paper)["alitok"]["verdict"] == claim

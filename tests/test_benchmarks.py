@@ -2,11 +2,12 @@
 
 import sys
 
-from conftest import REPO
-
 from alitok import config
-from alitok.generator.config import embedded_classes, model_config as generator_config
+from alitok.generator.config import model_config as generator_config
+from alitok.generator.runs import embedded_classes
 from alitok.tokenizer.train import model_config as tokenizer_config
+
+from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import generator as generator_bench  # noqa: E402
@@ -18,10 +19,15 @@ def test_tokenizer_benchmark_matches_smoke_params():
     tok = p["tokenizer"]
     assert tokenizer_bench.TokenizerConfig(**tokenizer_bench.SMOKE_MODEL) == tokenizer_config(p)
     s = tokenizer_bench.SMOKE_STEP
-    assert s == {"batch": tok["training"]["global_batch"], "init_std": tok["quantizer"]["init_std"],
-                 "usage_decay": tok["quantizer"]["usage_decay"], "commitment": tok["quantizer"]["commitment_weight"],
-                 "aux": tok["loss"]["aux_weight"], "grad_clip": tok["optimizer"]["grad_clip"],
-                 "betas": tuple(tok["optimizer"]["betas"])}
+    assert s == {
+        "batch": tok["training"]["global_batch"],
+        "init_std": tok["quantizer"]["init_std"],
+        "usage_decay": tok["quantizer"]["usage_decay"],
+        "commitment": tok["quantizer"]["commitment_weight"],
+        "aux": tok["loss"]["aux_weight"],
+        "grad_clip": tok["optimizer"]["grad_clip"],
+        "betas": tuple(tok["optimizer"]["betas"]),
+    }
 
 
 def test_generator_benchmark_matches_smoke_params():

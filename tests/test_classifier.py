@@ -11,20 +11,34 @@ from alitok.classifier import train
 from alitok.data import synthetic
 from alitok.data.manifest import Record, write_manifest
 from alitok.models.classifier import Classifier, ClassifierConfig
+
 from conftest import REPO
 
 
 def _prepare(tmp_path, *, num_classes, image_size, train_per_class, val_per_class):
     """Generate a dataset and write its manifests and dataset.json (stand-in for the data-prep stage)."""
     root = tmp_path / "data"
-    summary = synthetic.write_dataset(root, seed=0, num_classes=num_classes, image_size=image_size,
-                                      train_per_class=train_per_class, val_per_class=val_per_class,
-                                      variation=synthetic.Variation.from_params(
-                                          config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]["variation"]))
+    summary = synthetic.write_dataset(
+        root,
+        seed=0,
+        num_classes=num_classes,
+        image_size=image_size,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        variation=synthetic.Variation.from_params(
+            config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]["variation"]
+        ),
+    )
     for split in ("train", "val"):
         records = [
-            Record(p.relative_to(root).as_posix(), label, folder, image_size, image_size,
-                   hashlib.sha256(p.read_bytes()).hexdigest())
+            Record(
+                p.relative_to(root).as_posix(),
+                label,
+                folder,
+                image_size,
+                image_size,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
             for label, folder in enumerate(summary["classes"])
             for p in sorted((root / split / folder).glob("*.png"))
         ]
@@ -44,8 +58,15 @@ def test_shapes(size):
 
 def test_tiny_training_run(tmp_path):
     paths = _prepare(tmp_path, num_classes=10, image_size=32, train_per_class=24, val_per_class=6)
-    cfg = {"width": 8, "epochs": 4, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.05, "seed": 0,
-           "degrade": {"pool_factors": [1, 2], "noise": 0.05}}
+    cfg = {
+        "width": 8,
+        "epochs": 4,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "weight_decay": 0.05,
+        "seed": 0,
+        "degrade": {"pool_factors": [1, 2], "noise": 0.05},
+    }
     metrics = train.run(cfg, 32, *paths, tmp_path / "out")
 
     for name in ("model.pt", "metrics.json", "curve.png", "confusion.png"):

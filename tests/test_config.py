@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from alitok import config
+
 from conftest import REPO, edit_params, run
 
 PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512"]

@@ -23,8 +23,9 @@ def test_paper_sizes_on_meta(size, stage1, stage2):
     775M (docs/ctf.md)."""
     with torch.device("meta"):
         s1 = Generator(GeneratorConfig.named("llamagen", size, vocab_size=512, **LLAMAGEN_VQ16))
-        s2 = Generator(GeneratorConfig.named("llamagen", size, vocab_size=16384, input_vocab=512, causal=False,
-                                             **LLAMAGEN_VQ16))
+        s2 = Generator(
+            GeneratorConfig.named("llamagen", size, vocab_size=16384, input_vocab=512, causal=False, **LLAMAGEN_VQ16)
+        )
     assert round(s1.num_params() / 1e6, 2) == stage1
     assert round(s2.num_params() / 1e6, 2) == stage2
     assert s2.embeddings.weight.shape == (512, s2.config.width) and s2.output.weight.shape[0] == 16384
@@ -36,7 +37,9 @@ def test_configs_build_over_this_pipelines_codebook(arch):
     geo = {"num_prefix": tok.num_prefix, "grid": tok.grid, "num_classes": 1000}
     with torch.device("meta"):
         s1 = Generator(GeneratorConfig.named(arch, "B", vocab_size=512, **geo))
-        s2 = Generator(GeneratorConfig.named(arch, "B", vocab_size=tok.codebook_size, input_vocab=512, causal=False, **geo))
+        s2 = Generator(
+            GeneratorConfig.named(arch, "B", vocab_size=tok.codebook_size, input_vocab=512, causal=False, **geo)
+        )
     assert s1.config.seq_len == s2.config.seq_len == 273
     assert s2.output.weight.shape[0] == 4096
     if arch == "alitok":  # the shared table holds the K coarse rows, then the unused row and the classes
@@ -61,13 +64,25 @@ def test_the_profiles_ctf_models_build_on_meta(profile):
         stage2 = Generator(ctf_config(p, 2, k, 1000))
     assert (stage2.config.in_vocab, stage2.config.vocab_size, stage2.config.causal) == (k, vocab, False)
     if profile.startswith("imagenet"):  # LlamaGen-L's shape at 4096 codes: 326.66M at 16384 minus 12288 head rows
-        assert stage2.config.width == 1024 and stage2.num_params() / 1e6 == pytest.approx(326.66 - 12288 * 1024 / 1e6, abs=0.3)
+        assert stage2.config.width == 1024 and stage2.num_params() / 1e6 == pytest.approx(
+            326.66 - 12288 * 1024 / 1e6, abs=0.3
+        )
 
 
 def small(causal: bool, **kw) -> Generator:
     torch.manual_seed(0)
-    cfg = GeneratorConfig(arch="llamagen", width=32, depth=2, heads=2, vocab_size=kw.pop("vocab", 12), num_classes=3,
-                          num_prefix=1, grid=3, causal=causal, **kw)
+    cfg = GeneratorConfig(
+        arch="llamagen",
+        width=32,
+        depth=2,
+        heads=2,
+        vocab_size=kw.pop("vocab", 12),
+        num_classes=3,
+        num_prefix=1,
+        grid=3,
+        causal=causal,
+        **kw,
+    )
     model = Generator(cfg).eval()
     torch.nn.init.normal_(model.output.weight, std=0.5)  # the zero-initialised head would hide every dependency
     return model
@@ -160,17 +175,41 @@ def test_stages_from_the_command_line(ws):
     """ctf-clusters -> train stage 1 and stage 2 -> two-stage samples, as the pipeline will chain them."""
     from alitok.generator.release import load_generator
 
-    alitok(ws, "ctf-clusters", "--tokenizer", ws / "tok.pt", "--train-tokens", ws / "tokens" / "train",
-           "--out", ws / "clusters.json")
+    alitok(
+        ws,
+        "ctf-clusters",
+        "--tokenizer",
+        ws / "tok.pt",
+        "--train-tokens",
+        ws / "tokens" / "train",
+        "--out",
+        ws / "clusters.json",
+    )
     cmap = json.loads((ws / "clusters.json").read_text())
     assert cmap["clusters"] == 32 and cmap["codebook_size"] == 256 and sum(cmap["sizes"]) == 256
     assert cmap["used_codes"] + len(cmap["unused_codes"]) == 256 and cmap["used_codes"] > 0
 
     for stage in (1, 2):  # stage 1 takes scale S's shape and steps, stage 2 ctf.stage2's (tiny: 8 steps)
         scale = ["--scale", "S"] if stage == 1 else []
-        alitok(ws, "train-generator", *scale, "--train-tokens", ws / "tokens" / "train", "--val-tokens",
-               ws / "tokens" / "val", "--work-dir", ws / f"work{stage}", "--out", ws / f"stage{stage}.pt",
-               "--log-out", ws / f"log{stage}.jsonl", "--ctf-stage", stage, "--coarse-map", ws / "clusters.json")
+        alitok(
+            ws,
+            "train-generator",
+            *scale,
+            "--train-tokens",
+            ws / "tokens" / "train",
+            "--val-tokens",
+            ws / "tokens" / "val",
+            "--work-dir",
+            ws / f"work{stage}",
+            "--out",
+            ws / f"stage{stage}.pt",
+            "--log-out",
+            ws / f"log{stage}.jsonl",
+            "--ctf-stage",
+            stage,
+            "--coarse-map",
+            ws / "clusters.json",
+        )
         records = [json.loads(line) for line in (ws / f"log{stage}.jsonl").read_text().splitlines()]
         assert records[-1]["step"] == (12 if stage == 1 else 8) and "val_loss" in records[-1]
     s1, s2 = load_generator(ws / "stage1.pt").config, load_generator(ws / "stage2.pt").config
@@ -181,42 +220,102 @@ def test_stages_from_the_command_line(ws):
     assert first["loss"] < np.log(32) + 0.5
 
     common = ["--scale", "S", "--tokenizer", ws / "tok.pt", "--coarse-map", ws / "clusters.json"]
-    alitok(ws, "sample", *common, "--generator", ws / "stage1.pt", "--ctf-stage2", ws / "stage2.pt",
-           "--work-dir", ws / "work_sample", "--out-archive", ws / "samples.npz", "--out-grid", ws / "grid.png")
+    alitok(
+        ws,
+        "sample",
+        *common,
+        "--generator",
+        ws / "stage1.pt",
+        "--ctf-stage2",
+        ws / "stage2.pt",
+        "--work-dir",
+        ws / "work_sample",
+        "--out-archive",
+        ws / "samples.npz",
+        "--out-grid",
+        ws / "grid.png",
+    )
     with np.load(ws / "samples.npz") as z:
         assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_0"].dtype == np.uint8
     # the stages swapped: refused in one line that names both files
     from conftest import REPO, run
 
-    bad = run(["alitok", "sample", "--profile", "tiny", *map(str, common), "--generator", str(ws / "stage2.pt"),
-               "--ctf-stage2", str(ws / "stage1.pt"), "--work-dir", str(ws / "w2"), "--out-archive",
-               str(ws / "bad.npz"), "--out-grid", str(ws / "bad.png")], cwd=REPO, check=False)
+    bad = run(
+        [
+            "alitok",
+            "sample",
+            "--profile",
+            "tiny",
+            *map(str, common),
+            "--generator",
+            str(ws / "stage2.pt"),
+            "--ctf-stage2",
+            str(ws / "stage1.pt"),
+            "--work-dir",
+            str(ws / "w2"),
+            "--out-archive",
+            str(ws / "bad.npz"),
+            "--out-grid",
+            str(ws / "bad.png"),
+        ],
+        cwd=REPO,
+        check=False,
+    )
     assert bad.returncode == 2 and "stage1.pt" in bad.stderr and "do not fit" in bad.stderr
     assert not (ws / "bad.npz").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scale", "S", "--ctf-stage", "2"], "stage 2 takes its shape from ctf.stage2"),
-    (["--ctf-stage", "1"], "every other generator from a scale"),
-    (["--scale", "S", "--coarse-map", "clusters.json"], "--ctf-stage and --coarse-map go together"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scale", "S", "--ctf-stage", "2"], "stage 2 takes its shape from ctf.stage2"),
+        (["--ctf-stage", "1"], "every other generator from a scale"),
+        (["--scale", "S", "--coarse-map", "clusters.json"], "--ctf-stage and --coarse-map go together"),
+    ],
+)
 def test_a_mixed_up_ctf_training_call_is_refused(ws, args, message):
     from conftest import REPO, run
 
     if not (ws / "clusters.json").exists():
-        alitok(ws, "ctf-clusters", "--tokenizer", ws / "tok.pt", "--train-tokens", ws / "tokens" / "train",
-               "--out", ws / "clusters.json")
+        alitok(
+            ws,
+            "ctf-clusters",
+            "--tokenizer",
+            ws / "tok.pt",
+            "--train-tokens",
+            ws / "tokens" / "train",
+            "--out",
+            ws / "clusters.json",
+        )
     args = [str(ws / a) if a == "clusters.json" else a for a in args]
     if "--ctf-stage" in args:
         args += ["--coarse-map", str(ws / "clusters.json")]
-    proc = run(["alitok", "train-generator", "--profile", "tiny", *args, "--train-tokens", str(ws / "tokens" / "train"),
-                "--val-tokens", str(ws / "tokens" / "val"), "--work-dir", str(ws / "wbad"), "--out", str(ws / "bad.pt"),
-                "--log-out", str(ws / "bad.jsonl")], cwd=REPO, check=False)
+    proc = run(
+        [
+            "alitok",
+            "train-generator",
+            "--profile",
+            "tiny",
+            *args,
+            "--train-tokens",
+            str(ws / "tokens" / "train"),
+            "--val-tokens",
+            str(ws / "tokens" / "val"),
+            "--work-dir",
+            str(ws / "wbad"),
+            "--out",
+            str(ws / "bad.pt"),
+            "--log-out",
+            str(ws / "bad.jsonl"),
+        ],
+        cwd=REPO,
+        check=False,
+    )
     assert proc.returncode != 0 and message in proc.stderr and not (ws / "bad.pt").exists()
 
 
 def test_run_names_say_kind_scale_and_control():
-    from alitok.generator.config import generator_runs, parse_run
+    from alitok.generator.runs import generator_runs, parse_run
 
     assert parse_run("S") == ("alitok", "S", None)
     assert parse_run("S-shuffled_labels") == ("alitok", "S", "shuffled_labels")
@@ -239,8 +338,16 @@ def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):
     from alitok.ctf.redundancy import swap_anywhere, swap_within_cluster
 
     if not (ws / "clusters.json").exists():
-        alitok(ws, "ctf-clusters", "--tokenizer", ws / "tok.pt", "--train-tokens", ws / "tokens" / "train",
-               "--out", ws / "clusters.json")
+        alitok(
+            ws,
+            "ctf-clusters",
+            "--tokenizer",
+            ws / "tok.pt",
+            "--train-tokens",
+            ws / "tokens" / "train",
+            "--out",
+            ws / "clusters.json",
+        )
     f2c = torch.tensor(json.loads((ws / "clusters.json").read_text())["fine_to_coarse"])
     codes = torch.randint(256, (50, 73))
     swapped = swap_within_cluster(codes, f2c, seed=0)
@@ -255,9 +362,22 @@ def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):
     moved = lambda new: (book[new] - book[codes]).pow(2).sum(-1).mean()
     assert moved(swapped) < 0.75 * moved(anywhere)
 
-    alitok(ws, "ctf-redundancy", "--tokenizer", ws / "tok.pt", "--coarse-map", ws / "clusters.json",
-           "--val", ws / "data" / "val.csv", "--dataset", ws / "data" / "dataset.json",
-           "--classifier", ws / "classifier.pt", "--out", ws / "redundancy.json")
+    alitok(
+        ws,
+        "ctf-redundancy",
+        "--tokenizer",
+        ws / "tok.pt",
+        "--coarse-map",
+        ws / "clusters.json",
+        "--val",
+        ws / "data" / "val.csv",
+        "--dataset",
+        ws / "data" / "dataset.json",
+        "--classifier",
+        ws / "classifier.pt",
+        "--out",
+        ws / "redundancy.json",
+    )
     r = json.loads((ws / "redundancy.json").read_text())
     assert r["num_images"] == 20
     # even a random decoder is continuous in the code vectors: near codes decode to nearer images

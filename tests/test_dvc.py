@@ -1,15 +1,20 @@
-"""DVC wraps the Snakemake pipeline as one coarse stage and shares its results through a remote (a local folder
+"""The session's tiny run (conftest.tiny_shared): Snakemake ran the whole tiny pipeline under `dvc repro`, and every
+test that reads that run lives here, so `make test`'s workers (one file each) make it once.
+
+DVC wraps the Snakemake pipeline as one coarse stage and shares its results through a remote (a local folder
 here): a colleague's clone runs plain `dvc pull` and has nothing to recompute; a changed generator param reruns only the
 generator's side; a corrupted remote copy is refused by name."""
 
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from conftest import run
+from conftest import dry_run_jobs, edit_params, run
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +28,7 @@ def snakemake_jobs(project) -> set[str]:
     out = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/local"], cwd=project).stdout
     if "Nothing to be done" in out:
         return set()
-    table = out[out.index("Job stats:"):].split("total")[0].splitlines()[3:]
+    table = out[out.index("Job stats:") :].split("total")[0].splitlines()[3:]
     return {line.split()[0] for line in table if line.strip()}
 
 
@@ -57,16 +62,27 @@ def change_a_generator_param_and_check_only_its_side_reruns(colleague):
     tokenizer = colleague / "results" / "tiny" / "tokenizer" / "stage2.pt"
     generator = colleague / "results" / "tiny" / "generator" / "S" / "model.pt"
     before = {p: md5(p) for p in (tokenizer, generator)}  # content: marking a pull up to date touches files
-    steps = yaml.safe_load((colleague / "params.yaml").read_text())["profiles"]["tiny"]["generator"]["scales"]["S"]["steps"]
-    run(["dvc", "exp", "run", "-q", "-S", f"profiles.tiny.generator.scales.S.steps={steps + 2}"], cwd=colleague,
-        timeout=1800)
+    steps = yaml.safe_load((colleague / "params.yaml").read_text())["profiles"]["tiny"]["generator"]["scales"]["S"][
+        "steps"
+    ]
+    run(
+        ["dvc", "exp", "run", "-q", "-S", f"profiles.tiny.generator.scales.S.steps={steps + 2}"],
+        cwd=colleague,
+        timeout=1800,
+    )
     assert md5(tokenizer) == before[tokenizer], "a generator param retrained the tokenizer"
     assert md5(generator) != before[generator], "the generator was not retrained"
     log = max((colleague / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
     ran = {line.split()[1].rstrip(":") for line in log.splitlines() if line.startswith(("rule ", "localrule "))}
     assert {"train_generator", "sample_generator", "evaluate_generator", "write_report"} <= ran
-    assert not ran & {"make_dataset", "prepare_data", "train_tokenizer_stage1", "train_tokenizer_stage2",
-                      "extract_tokens", "train_classifier"}, ran
+    assert not ran & {
+        "make_dataset",
+        "prepare_data",
+        "train_tokenizer_stage1",
+        "train_tokenizer_stage2",
+        "extract_tokens",
+        "train_classifier",
+    }, ran
 
 
 def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(tiny_shared, tmp_path):
@@ -123,3 +139,141 @@ def test_a_corrupt_remote_copy_is_refused_by_name(tiny_shared, tmp_path):
     assert proc.returncode == 2
     assert any("stage2.pt" in ln and "does not match dvc.lock" in ln for ln in proc.stderr.splitlines())
     assert not (colleague / ".snakemake" / "metadata").exists()
+
+
+def test_tiny_pipeline_runs_and_then_has_nothing_to_do(tiny_shared, tmp_path):
+    """The tiny pipeline as the session's `dvc repro` ran it (conftest.tiny_shared: one run serves the DVC tests
+    too), copied with its Snakemake metadata and mtimes so the param edits below stay here."""
+    project = Path(shutil.copytree(tiny_shared[0], tmp_path / "project", symlinks=True))
+    out = project / "results" / "tiny"
+    info = json.loads((out / "data" / "dataset.json").read_text())
+    assert len(info["classes"]) == 10 and info["counts"] == {"train": 240, "val": 60}
+    metrics = json.loads((out / "classifier" / "metrics.json").read_text())
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    for name in ["model.pt", "curve.png", "confusion.png"]:
+        assert (out / "classifier" / name).stat().st_size > 0
+    assert (project / "logs" / "tiny" / "prepare_data.log").read_text()
+    for variant in ("stage1", "stage2", "stage1_continued"):
+        assert (out / "tokenizer" / f"{variant}.pt").stat().st_size > 0
+        assert (out / "tokenizer" / f"{variant}_recon.png").stat().st_size > 0
+        assert (out / "tokenizer" / f"{variant}_curve.png").stat().st_size > 0
+        m = json.loads((out / "tokenizer" / f"{variant}_metrics.json").read_text())
+        assert m["stage"] in (1, 2) and 0 <= m["recon_class_accuracy"] <= 1
+    comparison = (out / "tokenizer" / "stage_comparison.md").read_text()
+    assert "| stage 2 |" in comparison and "stage 1 continued (control)" in comparison
+    train_tokens = json.loads((out / "tokens" / "train" / "manifest.json").read_text())
+    assert train_tokens["crops"] == 10 and train_tokens["images"] == 240
+    assert json.loads((out / "tokens" / "val" / "manifest.json").read_text())["crops"] == 1
+    assert len((out / "generator" / "S" / "log.jsonl").read_text().splitlines()) > 0
+    with np.load(out / "generator" / "S" / "samples.npz") as z:
+        assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_1"].shape == (20,)
+    assert (out / "generator" / "S" / "samples_grid.png").stat().st_size > 0
+    assert (out / "generator" / "S" / "curve.png").stat().st_size > 0
+    for run_name in ("S", "S-untrained", "S-shuffled_labels"):
+        m = json.loads((out / "evaluation" / f"{run_name}.json").read_text())
+        assert m["fid"] >= 0 and m["is"] >= 1 - 1e-6 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
+        assert 0 <= m["class_consistency"] <= 1 and m["chance"] == 0.1 and m["num_samples"] == 20
+        assert m["protocol"]["control"] == (None if run_name == "S" else run_name.split("-")[1])
+        assert m["protocol"]["guidance"] == 4.0 and m["protocol"]["uint8"] == "round"
+        assert m["speed"]["images_per_s"] > 0 and m["speed"]["hardware"]
+    assert json.loads((out / "generator" / "S-untrained" / "log.jsonl").read_text().splitlines()[0])["step"] == 0
+    # CTF on the same tokens: its stage 1 is run ctf-S, sampled and evaluated beside S with both stages timed
+    ctf = json.loads((out / "evaluation" / "ctf-S.json").read_text())
+    assert ctf["protocol"]["kind"] == "ctf" and ctf["protocol"]["clusters"] == 32 and ctf["speed"]["images_per_s"] > 0
+    assert json.loads((out / "ctf" / "coarse_map.json").read_text())["used_codes"] > 0
+    assert json.loads((out / "ctf" / "stage2" / "log.jsonl").read_text().splitlines()[-1])["step"] == 8
+    assert {"reconstruction", "within_cluster", "whole_codebook"} <= set(
+        json.loads((out / "ctf" / "redundancy.json").read_text())
+    )
+    real = json.loads((out / "evaluation" / "real_val.json").read_text())
+    assert real["num_samples"] == 60 and "speed" not in real
+    assert real["class_consistency"] == pytest.approx(metrics["val_accuracy"], abs=1e-6)  # the ceiling
+    report = (out / "report.md").read_text()
+    assert "## Generator" in report and "no gap to the papers is computed" in report
+    assert "| ctf-S | S |" in report and "swapped within the cluster" in report  # CTF beside plain; redundancy
+    summary = json.loads((out / "metrics.json").read_text())
+    assert "ctf-S" in summary["generator"] and set(summary["ctf"]) == {"coarse_map", "stage2", "redundancy"}
+    assert (out / "curves" / "heldout" / "ctf_stage2.json").stat().st_size > 0
+    assert all((out / "figures" / f).stat().st_size > 0 for f in ("gfid_vs_params.png", "generator_curves.png"))
+    _check_mlflow(project)
+
+    again = run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # A classifier-only param change reruns the classifier, not data generation or prep.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["classifier"].update(epochs=3))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("train_classifier") == 1
+    assert "make_dataset" not in jobs and "prepare_data" not in jobs and "train_tokenizer_stage1" not in jobs
+
+    # A stage-2 phase change retrains stage 2 and the control, never stage 1.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=3))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("train_tokenizer_stage2") == 1 and jobs.get("train_tokenizer_stage1_continued") == 1
+    assert "train_tokenizer_stage1" not in jobs
+
+    # A sampling change resamples; a generator optimizer change retrains the generator; neither re-extracts.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["tokenizer"]["stage2"][0].update(steps=2))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=4))
+    runs = 4  # S, its two controls, CTF's ctf-S
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("sample_generator") == runs and "train_generator" not in jobs and "extract_tokens" not in jobs
+    assert jobs.get("evaluate_generator") == runs and jobs.get("write_report") == 1
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"].setdefault("optimizer", {}).update(lr=5e-4))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("train_generator") == runs and jobs.get("sample_generator") == runs and "extract_tokens" not in jobs
+    assert jobs.get("train_ctf_stage2") == 1 and "ctf_clusters" not in jobs  # the optimizer is shared; the map is not
+
+    # A CTF sampling change resamples CTF only; a cluster change redoes the map and everything on it, not the tokens.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"].pop("optimizer"))  # undo: smoke's optimizer again
+    edit_params(project, lambda d: d["profiles"]["tiny"]["generator"]["sampling"].update(batch=8))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"].setdefault("sampling", {}).update(tau2=0.9))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("sample_generator") == 1 and "train_generator" not in jobs
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["clusters"].update(seed=1))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("ctf_clusters") == 1 and jobs.get("train_ctf_stage2") == 1 and jobs.get("ctf_redundancy") == 1
+    assert jobs.get("train_generator") == 1 and "extract_tokens" not in jobs  # ctf-S only
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["clusters"].update(seed=0))  # undo
+    edit_params(project, lambda d: d["profiles"]["tiny"]["ctf"]["sampling"].update(tau2=1.0))  # undo
+
+    # An evaluation change re-evaluates and rewrites the report; it never resamples or retrains.
+    edit_params(project, lambda d: d["profiles"]["tiny"]["evaluation"].update(batch=8))
+    jobs = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
+    assert jobs.get("evaluate_generator") == runs and jobs.get("evaluate_real") == 1
+    assert "sample_generator" not in jobs and "train_generator" not in jobs
+
+
+def _check_mlflow(project):
+    """The parent run of the invocation, a child run per job (tagged), and the papers' rows as runs."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("alitok-tiny")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.kind = 'pipeline'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["profile"] == "tiny"
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    rules = {(c.data.tags["rule"], c.data.tags["wildcards"]) for c in children}
+    assert ("train_generator", "run=S") in rules and ("evaluate_generator", "run=S-shuffled_labels") in rules
+    assert ("train_generator", "run=ctf-S") in rules and ("train_ctf_stage2", "") in rules
+    assert ("write_report", "") in rules and len(children) == 30
+    assert all(c.data.tags["params_hash"] == parent.data.tags["params_hash"] for c in children)
+    train = next(
+        c for c in children if c.data.tags["rule"] == "train_generator" and c.data.tags["wildcards"] == "run=S"
+    )
+    logged = [r for r in map(json.loads, (project / "results/tiny/generator/S/log.jsonl").read_text().splitlines())]
+    assert len(client.get_metric_history(train.info.run_id, "loss")) == len(logged) > 1  # per logged step
+    assert train.data.params["generator.optimizer.lr"]
+    evaluation = next(c for c in children if c.data.tags["rule"] == "evaluate_generator")
+    assert {"fid", "is", "precision", "recall", "class_consistency", "speed.images_per_s"} <= set(
+        evaluation.data.metrics
+    )
+    assert any(a.path.endswith(".json") for a in client.list_artifacts(evaluation.info.run_id))
+    papers = client.search_runs([exp.experiment_id], "tags.kind = 'paper'", max_results=1000)
+    release_b = [
+        r for r in papers if r.data.tags["table"] == "release (ImageNet-256)" and r.data.tags["model"] == "AliTok-B"
+    ]
+    assert len(release_b) == 1 and release_b[0].data.metrics["gfid"] == 1.50
+    compare = run(["alitok", "compare", "--profile", "tiny"], cwd=project).stdout
+    assert "ours" in compare and "AliTok-XL" in compare and "images_per_s" in compare
+    assert "run=ctf-S" in compare and "run=S " in compare + " "  # CTF beside the plain generator

@@ -35,12 +35,19 @@ def test_stack_pins_are_the_known_working_ones():
 
 
 def test_no_machine_specific_paths_in_project_files():
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     # built from parts so this file does not match itself
     # absolute paths only: at the start of a line or after whitespace, a quote, '=' or '('
-    pattern = re.compile(r"(?:^|[\s\"'=(])(/(?:" + "|".join(["wo" + "rk", "ro" + "ot", "ho" + "me", "Us" + "ers", "op" + "t"]) + ")/)",
-                         re.MULTILINE)
+    pattern = re.compile(
+        r"(?:^|[\s\"'=(])(/(?:" + "|".join(["wo" + "rk", "ro" + "ot", "ho" + "me", "Us" + "ers", "op" + "t"]) + ")/)",
+        re.MULTILINE,
+    )
     offenders = []
     for name in files:
         path = REPO / name

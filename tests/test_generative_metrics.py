@@ -87,7 +87,9 @@ def inception_weights(tmp_path_factory):
     fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, state: None
     try:
         torch.manual_seed(0)
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=d / "empty.pth")
+        net = fe.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=d / "empty.pth"
+        )
     finally:
         fe.FeatureExtractorInceptionV3.load_state_dict = load
     torch.save(net.state_dict(), d / "inception.pth")
@@ -128,8 +130,10 @@ def test_adm_reference_batch_offline(tmp_path, inception_weights):
 
     np.savez(tmp_path / "bad.npz", arr_0=images)
     with pytest.raises(ValueError, match="mu"):
-        reference.load({"kind": "adm_npz", "path": str(tmp_path / "bad.npz")}, net, inception_weights, tmp_path / "c2",
-                       batch=6)
+        reference.load(
+            {"kind": "adm_npz", "path": str(tmp_path / "bad.npz")}, net, inception_weights, tmp_path / "c2", batch=6
+        )
     with pytest.raises(FileNotFoundError, match="ADM reference batch"):
-        reference.load({"kind": "adm_npz", "path": str(tmp_path / "missing.npz")}, net, inception_weights, tmp_path,
-                       batch=6)
+        reference.load(
+            {"kind": "adm_npz", "path": str(tmp_path / "missing.npz")}, net, inception_weights, tmp_path, batch=6
+        )

@@ -16,10 +16,17 @@ def paper_geometry(profile: str = "imagenet256") -> dict:
     return {"vocab_size": tok.codebook_size, "num_prefix": tok.num_prefix, "grid": tok.grid, "num_classes": 1000}
 
 
-@pytest.mark.parametrize("arch,size,millions", [
-    ("alitok", "B", 177.05), ("alitok", "L", 317.85), ("alitok", "XL", 662.14),  # alitok.md §2.1
-    ("llamagen", "B", 110.89), ("llamagen", "L", 342.91), ("llamagen", "XL", 774.70),  # ctf.md §1, 16384 codes
-])
+@pytest.mark.parametrize(
+    "arch,size,millions",
+    [
+        ("alitok", "B", 177.05),
+        ("alitok", "L", 317.85),
+        ("alitok", "XL", 662.14),  # alitok.md §2.1
+        ("llamagen", "B", 110.89),
+        ("llamagen", "L", 342.91),
+        ("llamagen", "XL", 774.70),  # ctf.md §1, 16384 codes
+    ],
+)
 def test_paper_sizes_on_meta(arch, size, millions):
     geometry = paper_geometry()
     if arch == "llamagen":  # LlamaGen VQ-16: 16384 codes, 16x16 grid, no prefix
@@ -67,8 +74,7 @@ def test_rope_pairs_are_interleaved():
 
 
 def small(arch: str = "alitok") -> Generator:
-    cfg = GeneratorConfig(arch=arch, width=32, depth=2, heads=2, vocab_size=20, num_classes=5, num_prefix=3,
-                          grid=3)
+    cfg = GeneratorConfig(arch=arch, width=32, depth=2, heads=2, vocab_size=20, num_classes=5, num_prefix=3, grid=3)
     torch.manual_seed(0)
     model = Generator(cfg)
     torch.nn.init.normal_(model.output.weight, std=0.5)  # the zero-initialised head would make every test trivial
@@ -81,28 +87,33 @@ def test_class_token_has_zero_query_and_key(arch):
     attn = model.blocks[0].attn
     x = torch.randn(2, 6, 32)
     from einops import rearrange
+
     q, k, _ = rearrange(attn.qkv(x), "b l (t h d) -> t b h l d", t=3, h=2)
     if attn.q_norm is not None:
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k = apply_rope(q, model.rope[:6]), apply_rope(k, model.rope[:6])
-    assert torch.equal(q[:, :, 0], torch.zeros_like(q[:, :, 0])) and torch.equal(k[:, :, 0], torch.zeros_like(k[:, :, 0]))
+    assert torch.equal(q[:, :, 0], torch.zeros_like(q[:, :, 0])) and torch.equal(
+        k[:, :, 0], torch.zeros_like(k[:, :, 0])
+    )
     assert q[:, :, 1:].abs().sum() > 0
 
 
 def test_norm_eps_and_switches():
-    a, l = small("alitok"), small("llamagen")
+    a, ll = small("alitok"), small("llamagen")
     assert all(m.eps == 1e-5 for m in a.modules() if type(m).__name__ == "RMSNorm")
     assert a.blocks[0].attn.qkv.bias is not None and a.output.bias is not None and a.blocks[0].attn.q_norm is not None
-    assert l.blocks[0].attn.qkv.bias is None and l.output.bias is None and l.blocks[0].attn.q_norm is None
-    assert l.class_embeddings.weight.shape == (6, 32) and l.embeddings.weight.shape == (20, 32)
+    assert ll.blocks[0].attn.qkv.bias is None and ll.output.bias is None and ll.blocks[0].attn.q_norm is None
+    assert ll.class_embeddings.weight.shape == (6, 32) and ll.embeddings.weight.shape == (20, 32)
     assert a.blocks[0].mlp.w1.bias is None
 
 
 def test_guidance_schedule_matches_release():
     """alitok-numerics.md §2.7, at 273 steps."""
-    facts = {(16.0, 1.8): {1: 1.0, 100: 1.9739, 136: 3.8159, 200: 10.1628, 272: 15.9984},
-             (6.0, 0.7): {1: 1.0048, 100: 3.4615, 200: 5.5421, 272: 5.9999},
-             (13.0, 1.4): {100: 2.6928, 200: 9.6712, 272: 12.9992}}
+    facts = {
+        (16.0, 1.8): {1: 1.0, 100: 1.9739, 136: 3.8159, 200: 10.1628, 272: 15.9984},
+        (6.0, 0.7): {1: 1.0048, 100: 3.4615, 200: 5.5421, 272: 5.9999},
+        (13.0, 1.4): {100: 2.6928, 200: 9.6712, 272: 12.9992},
+    }
     for (g, p), values in facts.items():
         assert guidance_scale(0, 273, g, p) == 1.0
         for step, w in values.items():
@@ -173,7 +184,8 @@ def test_top_k_and_top_p_filters():
 
 @pytest.mark.parametrize("profile", ["smoke", "tiny", "imagenet256", "imagenet512"])
 def test_every_profile_builds_its_scales_on_meta(profile):
-    from alitok.generator.config import embedded_classes, model_config as generator_config
+    from alitok.generator.config import model_config as generator_config
+    from alitok.generator.runs import embedded_classes
 
     p = config.load("params.yaml", profile)
     tok = model_config(p)

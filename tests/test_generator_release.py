@@ -13,22 +13,37 @@ from alitok.models.generator import Generator, GeneratorConfig
 
 def released_shapes(width, depth, hd, ffn, codes=4096, classes=1000):
     """alitok-release-checkpoints.md, blocks expanded."""
-    shapes = {"embeddings.weight": (codes + 1 + classes + 1, width), "norm.weight": (width,),
-              "output.weight": (codes, width), "output.bias": (codes,)}
+    shapes = {
+        "embeddings.weight": (codes + 1 + classes + 1, width),
+        "norm.weight": (width,),
+        "output.weight": (codes, width),
+        "output.bias": (codes,),
+    }
     for i in range(depth):
         b = f"blocks.{i}."
-        shapes.update({b + "norm1.weight": (width,), b + "attn.qkv.weight": (3 * width, width),
-                       b + "attn.qkv.bias": (3 * width,), b + "attn.q_norm.weight": (hd,),
-                       b + "attn.k_norm.weight": (hd,), b + "attn.proj.weight": (width, width),
-                       b + "attn.proj.bias": (width,), b + "norm2.weight": (width,),
-                       b + "mlp.w1.weight": (ffn, width), b + "mlp.w3.weight": (ffn, width),
-                       b + "mlp.w2.weight": (width, ffn)})
+        shapes.update(
+            {
+                b + "norm1.weight": (width,),
+                b + "attn.qkv.weight": (3 * width, width),
+                b + "attn.qkv.bias": (3 * width,),
+                b + "attn.q_norm.weight": (hd,),
+                b + "attn.k_norm.weight": (hd,),
+                b + "attn.proj.weight": (width, width),
+                b + "attn.proj.bias": (width,),
+                b + "norm2.weight": (width,),
+                b + "mlp.w1.weight": (ffn, width),
+                b + "mlp.w3.weight": (ffn, width),
+                b + "mlp.w2.weight": (width, ffn),
+            }
+        )
     return shapes
 
 
-RELEASED = {"B": (released_shapes(768, 24, 48, 2048), 268, 177.05),
-            "L": (released_shapes(1024, 24, 64, 2816), 268, 317.85),
-            "XL": (released_shapes(1280, 32, 80, 3584), 356, 662.14)}
+RELEASED = {
+    "B": (released_shapes(768, 24, 48, 2048), 268, 177.05),
+    "L": (released_shapes(1024, 24, 64, 2816), 268, 317.85),
+    "XL": (released_shapes(1280, 32, 80, 3584), 356, 662.14),
+}
 
 
 def meta_state(shapes):
@@ -63,8 +78,9 @@ def test_mismatches_are_named():
 def small_release(monkeypatch):
     """Shrink 'the release' to a size that can be written and read in a test."""
     monkeypatch.setitem(release.SIZES["alitok"], "B", (32, 2, 2))
-    monkeypatch.setattr(release, "release_geometry",
-                        lambda: {"vocab_size": 24, "num_prefix": 3, "grid": 2, "num_classes": 5})
+    monkeypatch.setattr(
+        release, "release_geometry", lambda: {"vocab_size": 24, "num_prefix": 3, "grid": 2, "num_classes": 5}
+    )
     torch.manual_seed(0)
     model = Generator(GeneratorConfig.named("alitok", "B", **release.release_geometry()))
     for p in model.parameters():
@@ -94,8 +110,19 @@ def test_bad_files_get_one_clear_error(tmp_path, small_release):
 
 
 def test_cli_reports_a_missing_file_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "alitok", "import-generator", str(tmp_path / "alitok_b.bin"),
-                        "--out", str(tmp_path / "g.pt")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alitok",
+            "import-generator",
+            str(tmp_path / "alitok_b.bin"),
+            "--out",
+            str(tmp_path / "g.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("alitok import-generator: error:")
     assert "does not exist" in r.stderr

@@ -12,6 +12,7 @@ from alitok.generator import sample
 from alitok.generator.archive import released_labels, to_uint8, write_npz
 from alitok.generator.config import model_config as generator_config
 from alitok.models.generator import Generator
+
 from conftest import REPO, save_random_tokenizer
 
 
@@ -59,14 +60,23 @@ def models(tmp_path_factory):
     gcfg = generator_config(p, "S", p["data"]["embedded"]["num_classes"])
     gen = Generator(gcfg)
     torch.nn.init.normal_(gen.output.weight, std=0.5)
-    torch.save({"format": "alitok-generator/1", "kind": "generator", "config": asdict(gcfg), "model": gen.state_dict()},
-               ws / "gen.pt")
+    torch.save(
+        {"format": "alitok-generator/1", "kind": "generator", "config": asdict(gcfg), "model": gen.state_dict()},
+        ws / "gen.pt",
+    )
     return ws, p
 
 
 def run_sample(ws, p, name):
-    return sample.run(p, scale="S", generator_path=ws / "gen.pt", tokenizer_path=ws / "tok.pt",
-                      work_dir=ws / name / "work", out_archive=ws / name / "samples.npz", out_grid=ws / name / "grid.png")
+    return sample.run(
+        p,
+        scale="S",
+        generator_path=ws / "gen.pt",
+        tokenizer_path=ws / "tok.pt",
+        work_dir=ws / name / "work",
+        out_archive=ws / name / "samples.npz",
+        out_grid=ws / name / "grid.png",
+    )
 
 
 def test_sampling_stage_writes_archive_and_grid(models):
@@ -113,12 +123,40 @@ def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path)
     ws, p = models
     smoke = config.load(REPO / "params.yaml", "smoke")
     gcfg = generator_config(smoke, "S", 10)
-    torch.save({"format": "alitok-generator/1", "kind": "generator", "config": asdict(gcfg),
-                "model": Generator(gcfg).state_dict()}, tmp_path / "gen.pt")
-    r = subprocess.run([sys.executable, "-m", "alitok", "sample", "--profile", "tiny", "--scale", "S",
-                        "--generator", str(tmp_path / "gen.pt"), "--tokenizer", str(ws / "tok.pt"),
-                        "--work-dir", str(tmp_path / "w"), "--out-archive", str(tmp_path / "s.npz"),
-                        "--out-grid", str(tmp_path / "g.png")], cwd=REPO, capture_output=True, text=True)
+    torch.save(
+        {
+            "format": "alitok-generator/1",
+            "kind": "generator",
+            "config": asdict(gcfg),
+            "model": Generator(gcfg).state_dict(),
+        },
+        tmp_path / "gen.pt",
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alitok",
+            "sample",
+            "--profile",
+            "tiny",
+            "--scale",
+            "S",
+            "--generator",
+            str(tmp_path / "gen.pt"),
+            "--tokenizer",
+            str(ws / "tok.pt"),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--out-archive",
+            str(tmp_path / "s.npz"),
+            "--out-grid",
+            str(tmp_path / "g.png"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "emits 73 codes over 1024" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "s.npz").exists()
 
@@ -137,17 +175,40 @@ def test_sampling_sweep_reproduces_the_pipelines_class_consistency(models, tmp_p
     torch.manual_seed(3)
     ccfg = ClassifierConfig(num_classes=10, width=4)
     classifier = Classifier(ccfg).eval()
-    torch.save({"config": asdict(ccfg), "state_dict": classifier.state_dict(), "classes": [str(c) for c in range(10)]},
-               tmp_path / "clf.pt")
+    torch.save(
+        {"config": asdict(ccfg), "state_dict": classifier.state_dict(), "classes": [str(c) for c in range(10)]},
+        tmp_path / "clf.pt",
+    )
     with np.load(ws / "clean" / "samples.npz") as z:
         images, labels = torch.from_numpy(z["arr_0"]).permute(0, 3, 1, 2), torch.from_numpy(z["arr_1"])
     expected = float((predict(classifier, images, 8) == labels).double().mean())
 
     sc, s = p["generator"]["scales"]["S"], p["generator"]["sampling"]
-    args = ["sampling-sweep", "--params", str(REPO / "params.yaml"), "--profile", "tiny", "--scale", "S",
-            "--generator", str(ws / "gen.pt"), "--tokenizer", str(ws / "tok.pt"), "--classifier", str(tmp_path / "clf.pt"),
-            "--guidance", str(sc["guidance"]), "1.0", "--power", str(sc["guidance_power"]), "none",
-            "--temperature", str(s["temperature"]), "--out", str(tmp_path / "sweep.csv")]
+    args = [
+        "sampling-sweep",
+        "--params",
+        str(REPO / "params.yaml"),
+        "--profile",
+        "tiny",
+        "--scale",
+        "S",
+        "--generator",
+        str(ws / "gen.pt"),
+        "--tokenizer",
+        str(ws / "tok.pt"),
+        "--classifier",
+        str(tmp_path / "clf.pt"),
+        "--guidance",
+        str(sc["guidance"]),
+        "1.0",
+        "--power",
+        str(sc["guidance_power"]),
+        "none",
+        "--temperature",
+        str(s["temperature"]),
+        "--out",
+        str(tmp_path / "sweep.csv"),
+    ]
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "sweep.csv")
     assert len(table) == 4 and set(table["num_samples"]) == {s["num_samples"]}

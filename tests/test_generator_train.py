@@ -15,6 +15,7 @@ from alitok import config
 from alitok.generator.train import batch_split, optimizer
 from alitok.models.generator import Generator, GeneratorConfig
 from alitok.training import checkpoint
+
 from conftest import REPO, extract_tiny_tokens, kill_at_step, make_tiny_data, run, save_random_tokenizer, tool_env
 
 
@@ -33,10 +34,24 @@ def ws(tmp_path_factory):
 
 def train_cmd(ws, name, params=None, launcher=None):
     return (launcher or ["alitok"]) + [
-        "train-generator", "--params", str(params or ws / "params.yaml"), "--profile", "tiny", "--scale", "S",
-        "--train-tokens", str(ws / "tokens" / "train"), "--val-tokens", str(ws / "tokens" / "val"),
-        "--work-dir", str(ws / name / "work"), "--out", str(ws / name / "model.pt"),
-        "--log-out", str(ws / name / "log.jsonl")]
+        "train-generator",
+        "--params",
+        str(params or ws / "params.yaml"),
+        "--profile",
+        "tiny",
+        "--scale",
+        "S",
+        "--train-tokens",
+        str(ws / "tokens" / "train"),
+        "--val-tokens",
+        str(ws / "tokens" / "val"),
+        "--work-dir",
+        str(ws / name / "work"),
+        "--out",
+        str(ws / name / "model.pt"),
+        "--log-out",
+        str(ws / name / "log.jsonl"),
+    ]
 
 
 def final_state(ws, name) -> dict:
@@ -59,12 +74,18 @@ def test_batch_split():
 
 
 def test_no_weight_decay_on_norms_biases_and_tables():
-    model = Generator(GeneratorConfig(arch="llamagen", width=16, depth=1, heads=2, vocab_size=8, num_classes=3,
-                                      num_prefix=0, grid=2))
+    model = Generator(
+        GeneratorConfig(arch="llamagen", width=16, depth=1, heads=2, vocab_size=8, num_classes=3, num_prefix=0, grid=2)
+    )
     decay, rest = optimizer(model, {"weight_decay": 0.03, "betas": [0.9, 0.96]}).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in rest["params"]} == {
-        "embeddings.weight", "class_embeddings.weight", "blocks.0.norm1.weight", "blocks.0.norm2.weight", "norm.weight"}
+        "embeddings.weight",
+        "class_embeddings.weight",
+        "blocks.0.norm1.weight",
+        "blocks.0.norm2.weight",
+        "norm.weight",
+    }
     assert decay["weight_decay"] == 0.03 and rest["weight_decay"] == 0.0
 
 
@@ -82,7 +103,9 @@ def test_controls(ws, uninterrupted):
     """untrained: the seeded initial weights and a one-point log; shuffled_labels: same recipe, other labels."""
     run(train_cmd(ws, "untrained") + ["--control", "untrained"], cwd=REPO)
     ck = checkpoint.load(ws / "untrained" / "model.pt", kind="generator")
-    torch.manual_seed(yaml.safe_load((ws / "params.yaml").read_text())["profiles"]["smoke"]["generator"]["training"]["seed"])
+    torch.manual_seed(
+        yaml.safe_load((ws / "params.yaml").read_text())["profiles"]["smoke"]["generator"]["training"]["seed"]
+    )
     init = Generator(GeneratorConfig(**ck["config"])).state_dict()
     assert ck["control"] == "untrained" and ck["steps"] == 0
     assert all(torch.equal(init[k], v) for k, v in ck["model"].items())
@@ -93,7 +116,9 @@ def test_controls(ws, uninterrupted):
     shuffled = final_state(ws, "shuffled")
     assert any(not torch.equal(shuffled[k], uninterrupted[k]) for k in shuffled)
     share = config.load(ws / "params.yaml", "tiny")["evaluation"]["shuffled_labels_share"]
-    assert checkpoint.load(ws / "shuffled" / "model.pt", kind="generator")["steps"] == round(20 * share)  # its share of S's 20
+    assert checkpoint.load(ws / "shuffled" / "model.pt", kind="generator")["steps"] == round(
+        20 * share
+    )  # its share of S's 20
 
 
 def test_shuffled_labels_keep_class_counts_and_break_the_pairing(ws):
@@ -156,16 +181,27 @@ def test_accumulation_and_two_processes_equal_one_big_batch(ws, tmp_path):
     gen = doc["profiles"]["tiny"]["generator"]
     gen["dropout"] = {"residual": 0.0, "attention": 0.0, "token": 0.0, "class_label": 0.2}
     gen["scales"]["S"].update(steps=6)
-    layouts = {"big": (16, None), "accum": (8, None),
-               "ddp": (8, [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2",
-                           "-m", "alitok"])}
+    layouts = {
+        "big": (16, None),
+        "accum": (8, None),
+        "ddp": (
+            8,
+            [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "alitok"],
+        ),
+    }
     env = tool_env() | {"OMP_NUM_THREADS": "1"}
     for name, (micro, launcher) in layouts.items():
         gen["scales"]["S"]["micro_batch"] = micro
         params = tmp_path / f"{name}.yaml"
         params.write_text(yaml.safe_dump(doc, sort_keys=False))
-        proc = subprocess.run(train_cmd(ws, f"layout_{name}", params, launcher), cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            train_cmd(ws, f"layout_{name}", params, launcher),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     big = final_state(ws, "layout_big")
     for name in ("accum", "ddp"):

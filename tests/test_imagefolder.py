@@ -9,15 +9,23 @@ import shutil
 
 import numpy as np
 import pytest
-from fakes import make_fake_imagenet, write_corrupt, write_jpeg, write_truncated_jpeg
 from PIL import Image
 
 from alitok.data import imagefolder, prepare
 from alitok.data.imagefolder import DataError
 from alitok.data.manifest import read_dataset_info, read_manifest
 
-CFG = {"source": "imagefolder", "image_size": 32, "root": None, "val_labels": None, "val_meta": None,
-       "check": "decode", "workers": 1}
+from fakes import make_fake_imagenet, write_corrupt, write_jpeg, write_truncated_jpeg
+
+CFG = {
+    "source": "imagefolder",
+    "image_size": 32,
+    "root": None,
+    "val_labels": None,
+    "val_meta": None,
+    "check": "decode",
+    "workers": 1,
+}
 
 
 def cfg(**over):
@@ -244,11 +252,22 @@ def test_prepare_writes_all_outputs(tmp_path):
     out = tmp_path / "out"
     summary = prepare.run(cfg(val_labels=str(fake.val_labels), val_meta=str(fake.val_meta)), fake.root, out)
     assert summary == {"classes": 3, "train": 9, "val": 6, "bad": 0, "val_layout": "flat", "out_dir": str(out)}
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "preview.png", "report.json", "train.csv",
-                                                     "val.csv"]  # and no temporary files left behind
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset.json",
+        "preview.png",
+        "report.json",
+        "train.csv",
+        "val.csv",
+    ]  # and no temporary files left behind
     info = read_dataset_info(out / "dataset.json")
-    assert info == {"root": str(fake.root), "classes": list(fake.classes), "counts": {"train": 9, "val": 6},
-                    "bad": 0, "source": "imagefolder", "check": "decode"}
+    assert info == {
+        "root": str(fake.root),
+        "classes": list(fake.classes),
+        "counts": {"train": 9, "val": 6},
+        "bad": 0,
+        "source": "imagefolder",
+        "check": "decode",
+    }
     assert json.loads((out / "report.json").read_text())["bad_images"] == []
     val = read_manifest(out / "val.csv")
     assert {r.path.rsplit("/", 1)[-1]: r.wnid for r in val} == fake.val_wnid
@@ -265,5 +284,3 @@ def test_prepare_reruns_are_byte_identical(tmp_path):
     prepare.run(cfg(), fake.root, tmp_path / "a")  # overwrite in place
     for name in ("train.csv", "val.csv", "dataset.json", "report.json", "preview.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-
-

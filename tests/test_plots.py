@@ -12,15 +12,19 @@ from alitok import plots
 
 
 def test_log_curves_draws_each_key_and_marks_phases(tmp_path, monkeypatch):
-    records = [{"step": s, "phase": "a" if s <= 20 else "b", "loss": 1.0 / s, **({"val_loss": 2.0 / s} if s % 20 == 0 else {})}
-               for s in range(10, 50, 10)]
+    records = [
+        {"step": s, "phase": "a" if s <= 20 else "b", "loss": 1.0 / s, **({"val_loss": 2.0 / s} if s % 20 == 0 else {})}
+        for s in range(10, 50, 10)
+    ]
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     drawn = {}
 
     def capture(fig, path):
         ax = fig.axes[0]
-        drawn["lines"] = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines() if not line.get_label().startswith("_")}
+        drawn["lines"] = {
+            line.get_label(): list(line.get_xdata()) for line in ax.get_lines() if not line.get_label().startswith("_")
+        }
         drawn["vlines"] = [list(line.get_xdata()) for line in ax.get_lines() if line.get_label().startswith("_")]
         real_save(fig, path)
 

@@ -11,6 +11,7 @@ from alitok import config
 from alitok.generator import train as generator_train
 from alitok.tokenizer import train as tokenizer_train
 from alitok.training import checkpoint, precision
+
 from conftest import REPO, extract_tiny_tokens, make_tiny_data, save_random_classifier, save_random_tokenizer
 
 
@@ -23,7 +24,11 @@ def test_cpu_stays_fp32_unless_enabled(monkeypatch):
             assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.float32
     monkeypatch.setattr(precision, "AMP_DEVICES", ("cuda", "cpu"))
     layer = torch.nn.Linear(4, 4)
-    for name, dtype, scaled in (("fp16", torch.float16, True), ("bf16", torch.bfloat16, False), ("fp32", torch.float32, False)):
+    for name, dtype, scaled in (
+        ("fp16", torch.float16, True),
+        ("bf16", torch.bfloat16, False),
+        ("fp32", torch.float32, False),
+    ):
         amp = precision.Precision(cpu, name)
         assert amp.scaler.is_enabled() == scaled
         with amp.autocast():
@@ -62,17 +67,26 @@ def _log(path) -> list[dict]:
 def test_tokenizer_trains_under_autocast(ws, name, monkeypatch):
     """Every loss term, the GradScaler (fp16) and the discriminator's step run under autocast; the weights
     stay fp32, the losses finite and near the fp32 run's, and not equal to them (autocast was on)."""
+
     def train(tag):
-        tokenizer_train.run(_params(ws, "tokenizer", tag), stage=1, train_csv=ws / "data" / "train.csv",
-                            dataset_json=ws / "data" / "dataset.json", work_dir=ws / f"tok_{tag}" / "work",
-                            out=ws / f"tok_{tag}" / "final.pt", log_out=ws / f"tok_{tag}" / "log.jsonl",
-                            perceptual_net=ws / "perceptual.pt")
+        tokenizer_train.run(
+            _params(ws, "tokenizer", tag),
+            stage=1,
+            train_csv=ws / "data" / "train.csv",
+            dataset_json=ws / "data" / "dataset.json",
+            work_dir=ws / f"tok_{tag}" / "work",
+            out=ws / f"tok_{tag}" / "final.pt",
+            log_out=ws / f"tok_{tag}" / "log.jsonl",
+            perceptual_net=ws / "perceptual.pt",
+        )
         return _log(ws / f"tok_{tag}" / "log.jsonl")
 
     reference = _log(ws / "tok_fp32" / "log.jsonl") if (ws / "tok_fp32" / "log.jsonl").exists() else train("fp32")
     monkeypatch.setattr(precision, "AMP_DEVICES", ("cuda", "cpu"))
     records = train(name)
-    assert {"recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"} <= {k for r in records for k in r}
+    assert {"recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"} <= {
+        k for r in records for k in r
+    }
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
     first, ref = records[0]["recon"], reference[0]["recon"]
     assert first != ref and abs(first - ref) < 0.05 * ref, (first, ref)
@@ -82,9 +96,15 @@ def test_tokenizer_trains_under_autocast(ws, name, monkeypatch):
 
 def test_generator_trains_under_bf16_autocast(ws, monkeypatch):
     def train(tag):
-        generator_train.run(_params(ws, "generator", tag), scale="S", train_dir=ws / "tokens" / "train",
-                            val_dir=ws / "tokens" / "val", work_dir=ws / f"gen_{tag}" / "work",
-                            out=ws / f"gen_{tag}" / "model.pt", log_out=ws / f"gen_{tag}" / "log.jsonl")
+        generator_train.run(
+            _params(ws, "generator", tag),
+            scale="S",
+            train_dir=ws / "tokens" / "train",
+            val_dir=ws / "tokens" / "val",
+            work_dir=ws / f"gen_{tag}" / "work",
+            out=ws / f"gen_{tag}" / "model.pt",
+            log_out=ws / f"gen_{tag}" / "log.jsonl",
+        )
         return [r for r in _log(ws / f"gen_{tag}" / "log.jsonl") if "loss" in r]
 
     reference = train("fp32")

@@ -103,8 +103,16 @@ def classifier_path(tmp_path_factory):
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     path = tmp_path_factory.mktemp("clf") / "model.pt"
-    torch.save({"config": asdict(config), "state_dict": model.state_dict(), "classes": list("abcd"),
-                "image_size": 32, "val_accuracy": 0.25}, path)
+    torch.save(
+        {
+            "config": asdict(config),
+            "state_dict": model.state_dict(),
+            "classes": list("abcd"),
+            "image_size": 32,
+            "val_accuracy": 0.25,
+        },
+        path,
+    )
     return path
 
 
@@ -129,8 +137,11 @@ def _own_fid(real, fake, path):
 def test_extractor_features(classifier_path):
     fidelity.register()
     fidelity.register()  # idempotent
-    ext = fidelity.DomainClassifierExtractor(fidelity.EXTRACTOR_NAME, ["logits_unbiased", "pool", "logits"],
-                                             feature_extractor_weights_path=str(classifier_path)).eval()
+    ext = fidelity.DomainClassifierExtractor(
+        fidelity.EXTRACTOR_NAME,
+        ["logits_unbiased", "pool", "logits"],
+        feature_extractor_weights_path=str(classifier_path),
+    ).eval()
     x = _images(0, n=5, size=48)  # native size, no resize
     unbiased, pool, logits = ext(x)
     assert pool.shape == (5, 32) and logits.shape == unbiased.shape == (5, 4)

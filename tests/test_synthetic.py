@@ -6,15 +6,24 @@ from PIL import Image
 
 from alitok import config
 from alitok.data import synthetic
+
 from conftest import REPO
 
 _EMBEDDED = config.load(REPO / "params.yaml", "smoke")["data"]["embedded"]
 SMOKE = synthetic.Variation.from_params(_EMBEDDED["variation"])
 SMOKE_CLASSES = _EMBEDDED["classes"]
 # The previous smoke dataset: any pose, any colour, mean colour reset per image.
-ANY_POSE = synthetic.Variation(radius=(0.55, 0.85), max_offset=1.0, max_rotation_deg=180.0, max_texture_angle_deg=90.0,
-                               texture_cycles=(1.2, 2.0), palette=0, background_amplitude=30.0, mean_reset=True,
-                               equal_area=False)
+ANY_POSE = synthetic.Variation(
+    radius=(0.55, 0.85),
+    max_offset=1.0,
+    max_rotation_deg=180.0,
+    max_texture_angle_deg=90.0,
+    texture_cycles=(1.2, 2.0),
+    palette=0,
+    background_amplitude=30.0,
+    mean_reset=True,
+    equal_area=False,
+)
 
 
 def _files(root):
@@ -22,8 +31,15 @@ def _files(root):
 
 
 def _write(out, seed=0, train=3, val=2, size=32, num_classes=4, variation=SMOKE):
-    return synthetic.write_dataset(out, seed=seed, num_classes=num_classes, image_size=size,
-                                   train_per_class=train, val_per_class=val, variation=variation)
+    return synthetic.write_dataset(
+        out,
+        seed=seed,
+        num_classes=num_classes,
+        image_size=size,
+        train_per_class=train,
+        val_per_class=val,
+        variation=variation,
+    )
 
 
 def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
@@ -74,11 +90,27 @@ def test_num_classes_out_of_range_and_unknown_class_set(tmp_path):
     with pytest.raises(ValueError):
         _write(tmp_path / "d", num_classes=len(synthetic.CLASSES) + 1)
     with pytest.raises(ValueError, match="for glyphs"):
-        synthetic.write_dataset(tmp_path / "g", seed=0, num_classes=len(synthetic.GLYPHS) + 1, image_size=32,
-                                train_per_class=1, val_per_class=1, variation=SMOKE, classes="glyphs")
+        synthetic.write_dataset(
+            tmp_path / "g",
+            seed=0,
+            num_classes=len(synthetic.GLYPHS) + 1,
+            image_size=32,
+            train_per_class=1,
+            val_per_class=1,
+            variation=SMOKE,
+            classes="glyphs",
+        )
     with pytest.raises(ValueError, match="data.embedded.classes"):
-        synthetic.write_dataset(tmp_path / "x", seed=0, num_classes=2, image_size=32, train_per_class=1,
-                                val_per_class=1, variation=SMOKE, classes="letters")
+        synthetic.write_dataset(
+            tmp_path / "x",
+            seed=0,
+            num_classes=2,
+            image_size=32,
+            train_per_class=1,
+            val_per_class=1,
+            variation=SMOKE,
+            classes="letters",
+        )
 
 
 def test_glyphs_are_distinct_equal_area_and_drawn_on_the_patch_grid(tmp_path):
@@ -98,8 +130,16 @@ def test_glyphs_are_distinct_equal_area_and_drawn_on_the_patch_grid(tmp_path):
         background = img[0, 0]
         filled = (patches[:, :, 0] != background).any(-1)
         assert np.array_equal(filled[1:7, 1:7], bitmap) and filled.sum() == 12
-    summary = synthetic.write_dataset(tmp_path / "g", seed=0, num_classes=10, image_size=32, train_per_class=1,
-                                      val_per_class=1, variation=SMOKE, classes="glyphs")
+    summary = synthetic.write_dataset(
+        tmp_path / "g",
+        seed=0,
+        num_classes=10,
+        image_size=32,
+        train_per_class=1,
+        val_per_class=1,
+        variation=SMOKE,
+        classes="glyphs",
+    )
     assert summary["classes"][0] == "c00_ring" and summary["class_set"] == "glyphs"
 
 
@@ -109,8 +149,13 @@ def test_mean_colour_carries_no_class_information(variation, classes):
     num_classes, n_train, n_val, size = 10, 100, 40, 32
 
     def mean_rgb(split, n):
-        x = np.array([synthetic.render(0, split, c, i, size, variation, classes).mean(axis=(0, 1))
-                      for c in range(num_classes) for i in range(n)])
+        x = np.array(
+            [
+                synthetic.render(0, split, c, i, size, variation, classes).mean(axis=(0, 1))
+                for c in range(num_classes)
+                for i in range(n)
+            ]
+        )
         return x, np.repeat(np.arange(num_classes), n)
 
     train_x, train_y = mean_rgb("train", n_train)
@@ -138,9 +183,10 @@ def _edge_map(img):
 def test_narrow_variation_gives_alike_outlines(label):
     """The variation params are honoured: at the smoke ranges, two images of one class have outlines more alike
     than at any pose; and the seed still makes every image different."""
+
     def mean_pair_correlation(variation):
         maps = [_edge_map(synthetic.render(0, "train", label, i, 32, variation)) for i in range(24)]
-        return np.mean([(a * b).sum() for j, a in enumerate(maps) for b in maps[j + 1:]])
+        return np.mean([(a * b).sum() for j, a in enumerate(maps) for b in maps[j + 1 :]])
 
     assert mean_pair_correlation(SMOKE) > mean_pair_correlation(ANY_POSE) + 0.1
     first = synthetic.render(0, "train", label, 0, 32, SMOKE)
@@ -155,7 +201,7 @@ def test_palette_colours_and_equal_areas():
     plain = replace(SMOKE, background_amplitude=0.0, max_rotation_deg=0.0, radius=(0.8, 0.8))
     img = synthetic.render(0, "train", 0, 0, 32, plain)
     corner = img[0, 0].astype(float)
-    assert np.min(np.linalg.norm(synthetic.PALETTE[:SMOKE.palette] - corner, axis=1)) < 1.0
+    assert np.min(np.linalg.norm(synthetic.PALETTE[: SMOKE.palette] - corner, axis=1)) < 1.0
     areas = {}
     for label in (0, 2):  # disk, triangle
         img = synthetic.render(0, "train", label, 0, 32, plain).astype(float)

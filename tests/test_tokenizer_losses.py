@@ -42,8 +42,15 @@ def vgg_files(tmp_path_factory):
     lin = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(VGG16_LPIPS_CHANNELS)}
     torch.save(sd, d / "vgg16.pth")
     torch.save(lin, d / "lpips_vgg.pth")
-    return {"lpips_net": "vgg16", "lpips_vgg_weights": str(d / "vgg16.pth"),
-            "lpips_linear_weights": str(d / "lpips_vgg.pth")}, sd, lin
+    return (
+        {
+            "lpips_net": "vgg16",
+            "lpips_vgg_weights": str(d / "vgg16.pth"),
+            "lpips_linear_weights": str(d / "lpips_vgg.pth"),
+        },
+        sd,
+        lin,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +60,16 @@ def domain_ckpt(tmp_path_factory):
     config = ClassifierConfig(num_classes=5, width=4)
     model = Classifier(config)
     path = tmp_path_factory.mktemp("domain") / "model.pt"
-    torch.save({"config": asdict(config), "state_dict": model.state_dict(), "classes": list("abcde"),
-                "image_size": 32, "val_accuracy": 0.2}, path)
+    torch.save(
+        {
+            "config": asdict(config),
+            "state_dict": model.state_dict(),
+            "classes": list("abcde"),
+            "image_size": 32,
+            "val_accuracy": 0.2,
+        },
+        path,
+    )
     return path
 
 
@@ -79,6 +94,7 @@ def _check_frozen_and_differentiable(loss_fn, x, y):
 
 
 # ---- errors ------------------------------------------------------------------------------------------------------
+
 
 def test_missing_logits_weights_names_the_key(tmp_path):
     missing = tmp_path / "convnext_small.pth"
@@ -107,10 +123,11 @@ def test_zero_weight_needs_no_file():
 
 # ---- LPIPS (VGG16) -------------------------------------------------------------------------------------------------
 
+
 def _reference_lpips(sd, lin, x, y):
     """Independent LPIPS v0.1 as the lpips package computes it (1x1 conv heads, normalize_tensor with eps 1e-10)."""
     vgg = torchvision.models.vgg16(weights=None).features
-    vgg.load_state_dict({k[len("features."):]: v for k, v in sd.items()})
+    vgg.load_state_dict({k[len("features.") :]: v for k, v in sd.items()})
     vgg.eval()
     shift = torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1)
     scale = torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1)
@@ -157,6 +174,7 @@ def test_lpips_bad_linear_file(tmp_path, vgg_files):
 
 # ---- logits MSE (ConvNeXt-S) ---------------------------------------------------------------------------------------
 
+
 def test_convnext_logits_mse(tmp_path):
     torch.manual_seed(0)
     net = torchvision.models.convnext_small(weights=None).eval()
@@ -187,9 +205,16 @@ def test_convnext_wrong_file(tmp_path):
 
 # ---- the smoke "domain" network ------------------------------------------------------------------------------------
 
+
 def test_domain_variant(domain_ckpt):
-    cfg = {"logits_net": "domain", "logits_weights": None, "logits_size": 32,
-           "lpips_net": "domain", "lpips_vgg_weights": None, "lpips_linear_weights": None}
+    cfg = {
+        "logits_net": "domain",
+        "logits_weights": None,
+        "logits_size": 32,
+        "lpips_net": "domain",
+        "lpips_vgg_weights": None,
+        "lpips_linear_weights": None,
+    }
     loss_fn = PerceptualLoss(cfg, 0.5, 2.0, domain_checkpoint=domain_ckpt)
     assert loss_fn.logits_net.net is loss_fn.lpips_net.net  # one network serves both parts
     x, y = _pair(size=32, n=4)
@@ -241,6 +266,7 @@ print('ok')
 
 
 # ---- GAN ---------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size,layers,expected", [(64, 3, 6), (32, 2, 6), (256, 3, 30)])
 def test_discriminator_shape(size, layers, expected):

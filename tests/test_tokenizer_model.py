@@ -8,15 +8,40 @@ from alitok.models.tokenizer import PixelHead, Tokenizer, TokenizerConfig, Vecto
 
 
 def small(**overrides) -> TokenizerConfig:
-    base = dict(image_size=32, patch_size=8, codebook_size=64, code_dim=8, enc_width=32, enc_depth=2, enc_heads=2,
-                dec_width=32, dec_depth=2, dec_heads=2, mlp_ratio=4, prefix="grid_plus_one", buffer_tokens=3)
+    base = dict(
+        image_size=32,
+        patch_size=8,
+        codebook_size=64,
+        code_dim=8,
+        enc_width=32,
+        enc_depth=2,
+        enc_heads=2,
+        dec_width=32,
+        dec_depth=2,
+        dec_heads=2,
+        mlp_ratio=4,
+        prefix="grid_plus_one",
+        buffer_tokens=3,
+    )
     return TokenizerConfig(**{**base, **overrides})
 
 
 def paper(**overrides) -> TokenizerConfig:
-    base = dict(image_size=256, patch_size=16, codebook_size=4096, code_dim=32, enc_width=768, enc_depth=12,
-                enc_heads=12, dec_width=1024, dec_depth=24, dec_heads=16, mlp_ratio=4, prefix="grid_plus_one",
-                buffer_tokens=32)
+    base = dict(
+        image_size=256,
+        patch_size=16,
+        codebook_size=4096,
+        code_dim=32,
+        enc_width=768,
+        enc_depth=12,
+        enc_heads=12,
+        dec_width=1024,
+        dec_depth=24,
+        dec_heads=16,
+        mlp_ratio=4,
+        prefix="grid_plus_one",
+        buffer_tokens=32,
+    )
     return TokenizerConfig(**{**base, **overrides})
 
 
@@ -56,13 +81,16 @@ def test_geometry_512_choices_build(patch, prefix, tokens):
     assert model.decoder.pixel_head.proj.weight.shape == (patch * patch * 3, 1024)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(image_size=250), "not divisible by patch_size"),
-    (dict(enc_width=770), "enc_width 770 is not divisible by enc_heads"),
-    (dict(dec_heads=15), "dec_width 1024 is not divisible by dec_heads 15"),
-    (dict(prefix="row"), "prefix must be one of"),
-    (dict(buffer_tokens=-1), "buffer_tokens"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(image_size=250), "not divisible by patch_size"),
+        (dict(enc_width=770), "enc_width 770 is not divisible by enc_heads"),
+        (dict(dec_heads=15), "dec_width 1024 is not divisible by dec_heads 15"),
+        (dict(prefix="row"), "prefix must be one of"),
+        (dict(buffer_tokens=-1), "buffer_tokens"),
+    ],
+)
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         paper(**bad)
@@ -151,7 +179,9 @@ def test_decode_tokens_uses_exact_codebook_rows():
     model = Tokenizer(cfg, stage=2).eval()
     idx = torch.randint(0, cfg.codebook_size, (2, cfg.seq_len))
     with torch.no_grad():
-        torch.testing.assert_close(model.decode_tokens(idx), model.decode(model.quantizer.codebook[idx]), rtol=0, atol=0)
+        torch.testing.assert_close(
+            model.decode_tokens(idx), model.decode(model.quantizer.codebook[idx]), rtol=0, atol=0
+        )
 
 
 # ------------------------------------------------------------------------------------------------ quantizer
@@ -234,7 +264,8 @@ def test_revival_chunks_match_one_pass():
 
 @pytest.mark.parametrize("patch", [16, 4])
 def test_pixel_head_layout_channel_fastest(patch):
-    """A single-token probe: channel 3·patch·p1 + 3·p2 + c (48·p1 + 3·p2 + c at patch 16) lands at pixel (p1, p2), channel c."""
+    """A single-token probe: channel 3·patch·p1 + 3·p2 + c (48·p1 + 3·p2 + c at patch 16) lands at pixel (p1, p2),
+    channel c."""
     head = PixelHead(width=2, patch=patch)
     n = patch * patch * 3
     with torch.no_grad():

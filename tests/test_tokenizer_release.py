@@ -12,8 +12,9 @@ from alitok.tokenizer.release import ReleaseError, import_release, load_tokenize
 # ---------------------------------------------------------------- the released file, per alitok-release-checkpoints.md
 
 
-def release_shapes(enc=768, enc_depth=12, dec=1024, dec_depth=24, patch=16, codes=4096, dim=32, prefix=17,
-                   grid=16, buffer=32, mlp=4):
+def release_shapes(
+    enc=768, enc_depth=12, dec=1024, dec_depth=24, patch=16, codes=4096, dim=32, prefix=17, grid=16, buffer=32, mlp=4
+):
     """Name -> shape of the released tokenizer state dict (the document's table, blocks expanded)."""
     seq = prefix + grid * grid
     shapes = {
@@ -45,14 +46,22 @@ def release_shapes(enc=768, enc_depth=12, dec=1024, dec_depth=24, patch=16, code
     for part, w, depth in (("encoder", enc, enc_depth), ("decoder", dec, dec_depth)):
         for i in range(depth):
             b = f"{part}.transformer.{i}."
-            shapes.update({
-                b + "ln_1.weight": (w,), b + "ln_1.bias": (w,),
-                b + "attn.in_proj.weight": (3 * w, w), b + "attn.in_proj.bias": (3 * w,),
-                b + "attn.out_proj.weight": (w, w), b + "attn.out_proj.bias": (w,),
-                b + "ln_2.weight": (w,), b + "ln_2.bias": (w,),
-                b + "mlp.c_fc.weight": (mlp * w, w), b + "mlp.c_fc.bias": (mlp * w,),
-                b + "mlp.c_proj.weight": (w, mlp * w), b + "mlp.c_proj.bias": (w,),
-            })
+            shapes.update(
+                {
+                    b + "ln_1.weight": (w,),
+                    b + "ln_1.bias": (w,),
+                    b + "attn.in_proj.weight": (3 * w, w),
+                    b + "attn.in_proj.bias": (3 * w,),
+                    b + "attn.out_proj.weight": (w, w),
+                    b + "attn.out_proj.bias": (w,),
+                    b + "ln_2.weight": (w,),
+                    b + "ln_2.bias": (w,),
+                    b + "mlp.c_fc.weight": (mlp * w, w),
+                    b + "mlp.c_fc.bias": (mlp * w,),
+                    b + "mlp.c_proj.weight": (w, mlp * w),
+                    b + "mlp.c_proj.bias": (w,),
+                }
+            )
     return shapes
 
 
@@ -75,18 +84,31 @@ def test_full_release_mapping_on_meta():
     assert mapped["decoder.pixel_head.proj.weight"].shape == (768, 1024)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.pop("decoder.transformer.23.mlp.c_proj.bias"),
-     "AliTok.pth: missing tensor decoder.transformer.23.mlp.c_proj.bias (expected shape (1024,))"),
-    (lambda s: s.update({"decoder.ffn_aux.0.weight": torch.empty(768, 1024, 1, 1, device="meta")}),
-     "AliTok.pth: unexpected tensor decoder.ffn_aux.0.weight; it has no counterpart in the tokenizer"),
-    (lambda s: s.update({"decoder.ffn.0.weight": torch.empty(768, 512, 1, 1, device="meta")}),
-     "AliTok.pth: decoder.ffn.0.weight has shape (768, 512, 1, 1), expected (768, 1024, 1, 1)"),
-    (lambda s: s.update({"decoder.latent_token_positional_embedding": torch.empty(274, 1024, device="meta")}),
-     "AliTok.pth: decoder.latent_token_positional_embedding has shape (274, 1024), expected (305, 1024)"),
-    (lambda s: s.update({"encoder.transformer.12.ln_1.weight": torch.empty(768, device="meta")}),
-     "AliTok.pth: unexpected tensor encoder.transformer.12.ln_1.weight; it has no counterpart in the tokenizer"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda s: s.pop("decoder.transformer.23.mlp.c_proj.bias"),
+            "AliTok.pth: missing tensor decoder.transformer.23.mlp.c_proj.bias (expected shape (1024,))",
+        ),
+        (
+            lambda s: s.update({"decoder.ffn_aux.0.weight": torch.empty(768, 1024, 1, 1, device="meta")}),
+            "AliTok.pth: unexpected tensor decoder.ffn_aux.0.weight; it has no counterpart in the tokenizer",
+        ),
+        (
+            lambda s: s.update({"decoder.ffn.0.weight": torch.empty(768, 512, 1, 1, device="meta")}),
+            "AliTok.pth: decoder.ffn.0.weight has shape (768, 512, 1, 1), expected (768, 1024, 1, 1)",
+        ),
+        (
+            lambda s: s.update({"decoder.latent_token_positional_embedding": torch.empty(274, 1024, device="meta")}),
+            "AliTok.pth: decoder.latent_token_positional_embedding has shape (274, 1024), expected (305, 1024)",
+        ),
+        (
+            lambda s: s.update({"encoder.transformer.12.ln_1.weight": torch.empty(768, device="meta")}),
+            "AliTok.pth: unexpected tensor encoder.transformer.12.ln_1.weight; it has no counterpart in the tokenizer",
+        ),
+    ],
+)
 def test_strict_mapping_errors(edit, message):
     state = meta_state(release_shapes())
     edit(state)
@@ -97,8 +119,21 @@ def test_strict_mapping_errors(edit, message):
 
 # ---------------------------------------------------------------- values at reduced widths, real 256/16 geometry
 
-SMALL = dict(image_size=256, patch_size=16, codebook_size=64, code_dim=8, enc_width=64, enc_depth=2, enc_heads=2,
-             dec_width=96, dec_depth=2, dec_heads=4, mlp_ratio=4, prefix="grid_plus_one", buffer_tokens=32)
+SMALL = dict(
+    image_size=256,
+    patch_size=16,
+    codebook_size=64,
+    code_dim=8,
+    enc_width=64,
+    enc_depth=2,
+    enc_heads=2,
+    dec_width=96,
+    dec_depth=2,
+    dec_heads=4,
+    mlp_ratio=4,
+    prefix="grid_plus_one",
+    buffer_tokens=32,
+)
 
 
 def random_release(seed=0):
@@ -165,7 +200,10 @@ def ref_decode(idx, s, heads=4, depth=2):
     E = s["quantize.embedding.weight"]
     u = E[idx] @ s["decoder.decoder_embed.weight"].T + s["decoder.decoder_embed.bias"]
     B = u.shape[0]
-    x = torch.cat([s["decoder.class_embedding"].expand(B, -1, -1), u], 1) + s["decoder.latent_token_positional_embedding"]
+    x = (
+        torch.cat([s["decoder.class_embedding"].expand(B, -1, -1), u], 1)
+        + s["decoder.latent_token_positional_embedding"]
+    )
     assert x.shape[1] == 305
     x = ref_ln(x, s["decoder.ln_pre.weight"], s["decoder.ln_pre.bias"])
     for i in range(depth):
@@ -193,13 +231,17 @@ def test_import_writes_project_checkpoint(imported):
     state, summary, tmp = imported
     ckpt = torch.load(tmp / "tokenizer.pt", map_location="cpu", weights_only=True)
     released_attention = {"encoder_attention": "bidirectional", "stage1_decoder": "causal"}
-    assert ckpt["format"] == "alitok-tokenizer/1" and ckpt["stage"] == 2 and ckpt["config"] == SMALL | released_attention
+    assert (
+        ckpt["format"] == "alitok-tokenizer/1" and ckpt["stage"] == 2 and ckpt["config"] == SMALL | released_attention
+    )
     assert ckpt["source"]["file"] == "AliTok.pth" and len(ckpt["source"]["sha256"]) == 64
     assert summary["tensors"] == len(state) == 24 + 2 * 12 * 2
     assert summary["values"] == sum(v.numel() for v in state.values())
     model = load_tokenizer(tmp / "tokenizer.pt")
     assert not model.training and model.stage == 2 and model.config == TokenizerConfig(**SMALL)
-    torch.testing.assert_close(model.encoder.to_code.weight, state["encoder.conv_out.weight"][:, :, 0, 0], rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.encoder.to_code.weight, state["encoder.conv_out.weight"][:, :, 0, 0], rtol=0, atol=0
+    )
 
 
 def test_imported_model_matches_plain_reference(imported):
@@ -248,7 +290,9 @@ def test_import_unwraps_and_names_file_in_errors(tmp_path):
     assert not (tmp_path / "b.pt").exists()
     # the default config is the released one: a reduced file is refused, naming its first mismatch
     torch.save(random_release(), src)
-    with pytest.raises(ReleaseError, match=r"^wrapped.pth: latent_tokens has shape \(273, 64\), expected \(273, 768\)$"):
+    with pytest.raises(
+        ReleaseError, match=r"^wrapped.pth: latent_tokens has shape \(273, 64\), expected \(273, 768\)$"
+    ):
         import_release(src, tmp_path / "c.pt")
 
 

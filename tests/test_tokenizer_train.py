@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from alitok.training import checkpoint
+
 from conftest import REPO, kill_at_step, make_tiny_data, run, save_random_classifier, tool_env
 
 TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"]
@@ -33,10 +34,26 @@ def workspace(tmp_path_factory):
 
 def train_cmd(ws, name, stage=1, init=None, launcher=None):
     cmd = (launcher or ["alitok"]) + [
-        "train-tokenizer", "--params", str(ws / "params.yaml"), "--profile", "tiny", "--stage", str(stage),
-        "--train", str(ws / "data" / "train.csv"), "--dataset", str(ws / "data" / "dataset.json"),
-        "--perceptual-net", str(ws / "perceptual.pt"), "--work-dir", str(ws / name / "work"),
-        "--out", str(ws / name / "final.pt"), "--log-out", str(ws / name / "log.jsonl")]
+        "train-tokenizer",
+        "--params",
+        str(ws / "params.yaml"),
+        "--profile",
+        "tiny",
+        "--stage",
+        str(stage),
+        "--train",
+        str(ws / "data" / "train.csv"),
+        "--dataset",
+        str(ws / "data" / "dataset.json"),
+        "--perceptual-net",
+        str(ws / "perceptual.pt"),
+        "--work-dir",
+        str(ws / name / "work"),
+        "--out",
+        str(ws / name / "final.pt"),
+        "--log-out",
+        str(ws / name / "log.jsonl"),
+    ]
     return cmd + (["--init", str(init)] if init else [])
 
 
@@ -63,7 +80,7 @@ def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):
     name = "killed"
     log = workspace / name / "work" / "log.jsonl"
     rng = random.Random(int(time.time()))
-    for attempt in range(2):  # killed twice in a row at random steps, then run to the end
+    for _ in range(2):  # killed twice in a row at random steps, then run to the end
         code = kill_at_step(train_cmd(workspace, name), log, rng.randint(4, 26), cwd=REPO)
     assert not (workspace / name / "final.pt").exists() or code == 0
     run(train_cmd(workspace, name), cwd=REPO)
@@ -111,8 +128,14 @@ def test_stage2_trains_decoder_only(workspace, uninterrupted):
     s2 = final_state(workspace, "stage2")
     frozen = [k for k in uninterrupted if k.startswith(("encoder.", "quantizer.codebook", "latent_tokens"))]
     assert frozen and all(torch.equal(s2[k], uninterrupted[k]) for k in frozen)
-    changed = [k for k in s2 if k.startswith("decoder.") and k in uninterrupted and s2[k].shape == uninterrupted[k].shape
-               and not torch.equal(s2[k], uninterrupted[k])]
+    changed = [
+        k
+        for k in s2
+        if k.startswith("decoder.")
+        and k in uninterrupted
+        and s2[k].shape == uninterrupted[k].shape
+        and not torch.equal(s2[k], uninterrupted[k])
+    ]
     assert changed, "the stage-2 decoder trained"
 
 
@@ -147,16 +170,19 @@ def test_two_process_ddp_matches_one_process(workspace, tmp_path):
             assert rows.float().mean() <= 0.02, f"{key}: {int(rows.sum())} of {len(rows)} rows differ"
         else:
             torch.testing.assert_close(two[key], one[key], rtol=1e-3, atol=1e-4, msg=key)
-    logs = [[json.loads(line) for line in (workspace / n / "log.jsonl").read_text().splitlines()] for n in ("single6", "ddp6")]
+    logs = [
+        [json.loads(line) for line in (workspace / n / "log.jsonl").read_text().splitlines()]
+        for n in ("single6", "ddp6")
+    ]
     assert [r["grad_norm"] for r in logs[0]] == pytest.approx([r["grad_norm"] for r in logs[1]], rel=1e-3)
     assert "gan_d" in logs[1][-1] and logs[1][-1]["gan_d"] != 0
 
 
 def test_codebook_learning_rate_scale():
     """The codebook's own group: its first AdamW step is lr_scale times every other weight's."""
+    from alitok import config
     from alitok.models.tokenizer import Tokenizer
     from alitok.tokenizer.train import _optimizer, model_config
-    from alitok import config
 
     p = config.load(REPO / "params.yaml", "tiny")
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from alitok.models.tokenizer import Tokenizer
 from alitok.tokenizer.train import model_config
 from alitok.tokens import extract
 from alitok.tokens.store import TokenShards, TokenStoreError
+
 from conftest import REPO, make_tiny_data, save_random_tokenizer
 
 
@@ -23,9 +24,18 @@ def ws(tmp_path_factory):
 
 
 def extract_split(ws, split, out, ten_crop=True, shard_images=7):
-    return extract.run(tokenizer_path=ws / "tok.pt", split_csv=ws / "data" / f"{split}.csv",
-                       dataset_json=ws / "data" / "dataset.json", out_dir=ws / out, work_dir=ws / f"work_{out}",
-                       ten_crop=ten_crop, crop_scale=1.1, shard_images=shard_images, batch=4, workers=0)
+    return extract.run(
+        tokenizer_path=ws / "tok.pt",
+        split_csv=ws / "data" / f"{split}.csv",
+        dataset_json=ws / "data" / "dataset.json",
+        out_dir=ws / out,
+        work_dir=ws / f"work_{out}",
+        ten_crop=ten_crop,
+        crop_scale=1.1,
+        shard_images=shard_images,
+        batch=4,
+        workers=0,
+    )
 
 
 def test_train_tokens_are_the_ten_crops_in_released_order(ws):
@@ -87,6 +97,7 @@ def test_broken_stores_are_named(ws, tmp_path):
     with pytest.raises(TokenStoreError, match="run the token extraction stage"):
         TokenShards(tmp_path)
     import shutil
+
     shutil.copytree(ws / "val_tokens", tmp_path / "v")
     info = json.loads((tmp_path / "v" / "manifest.json").read_text())
     info["seq_len"] += 1

@@ -17,17 +17,24 @@ from alitok.ablations import layout, units
 
 # The comparisons the AliTok table supports (alitok.md §3.5 "Reading the table", §1.7): (from, to, what
 # changes, metrics). E shares D's tokenizer and F E's generator, so those metrics are equal by construction.
-ALITOK_STEPS = [("A", "B", "causal stage-1 decoder", ("acc", "gfid", "rfid")),
-                ("B", "C", "prefix tokens", ("acc", "gfid", "rfid")),
-                ("C", "D", "prefix auxiliary loss", ("acc", "gfid", "rfid")),
-                ("D", "E", "twice the AR training", ("acc", "gfid")),
-                ("E", "F", "two-stage decoder", ("gfid", "rfid")),
-                ("A", "probe", "causal encoder instead (probe)", ("acc", "rfid"))]
+ALITOK_STEPS = [
+    ("A", "B", "causal stage-1 decoder", ("acc", "gfid", "rfid")),
+    ("B", "C", "prefix tokens", ("acc", "gfid", "rfid")),
+    ("C", "D", "prefix auxiliary loss", ("acc", "gfid", "rfid")),
+    ("D", "E", "twice the AR training", ("acc", "gfid")),
+    ("E", "F", "two-stage decoder", ("gfid", "rfid")),
+    ("A", "probe", "causal encoder instead (probe)", ("acc", "rfid")),
+]
 # pos_ppl is context, not a claim: next-token accuracy is easier when each position has few codes to choose
 # from, so the AliTok table shows each tokenizer's held-out per-position perplexity beside the accuracy. (The
 # whole codebook's perplexity says less: at small scale each position uses its own few codes.)
-METRICS = {"acc": "held-out AR accuracy (%)", "gfid": "gFID", "rfid": "rFID", "cc": "class-consistency (%)",
-           "pos_ppl": "codes per position (perplexity)"}
+METRICS = {
+    "acc": "held-out AR accuracy (%)",
+    "gfid": "gFID",
+    "rfid": "rFID",
+    "cc": "class-consistency (%)",
+    "pos_ppl": "codes per position (perplexity)",
+}
 
 
 def _last_val_acc(log_path: Path) -> float:
@@ -125,19 +132,35 @@ def alitok_table(p: dict, values: dict, paper: dict) -> tuple[list[dict], list[d
     rows = []
     for row, s in units.rows(p).items():
         pr = paper.get(("alitok", row), {})
-        rows.append({"row": row, **{k: s[k] for k in ("encoder", "decoder", "prefix", "aux", "two_stage", "generator_steps")},
-                     **{m: _fmt(values[row][m]) for m in METRICS},
-                     **{f"paper_{m}": pr.get(m) for m in ("acc", "gfid", "rfid")}})
+        rows.append(
+            {
+                "row": row,
+                **{k: s[k] for k in ("encoder", "decoder", "prefix", "aux", "two_stage", "generator_steps")},
+                **{m: _fmt(values[row][m]) for m in METRICS},
+                **{f"paper_{m}": pr.get(m) for m in ("acc", "gfid", "rfid")},
+            }
+        )
     steps = []
     for a, b, what, metrics in ALITOK_STEPS:
         if a not in values or b not in values:
             continue
         pa, pb = paper.get(("alitok", a), {}), paper.get(("alitok", b), {})
         for m in metrics:
-            steps.append({"from": a, "to": b, "change": what, "metric": m, "ours_from": _fmt(values[a][m]),
-                          "ours_to": _fmt(values[b][m]), "ours": _arrow(stats(values[a][m])[0], stats(values[b][m])[0]),
-                          "paper_from": pa.get(m), "paper_to": pb.get(m), "paper": _arrow(pa.get(m), pb.get(m)),
-                          "verdict": verdict(values[a][m], values[b][m], pa.get(m), pb.get(m))})
+            steps.append(
+                {
+                    "from": a,
+                    "to": b,
+                    "change": what,
+                    "metric": m,
+                    "ours_from": _fmt(values[a][m]),
+                    "ours_to": _fmt(values[b][m]),
+                    "ours": _arrow(stats(values[a][m])[0], stats(values[b][m])[0]),
+                    "paper_from": pa.get(m),
+                    "paper_to": pb.get(m),
+                    "paper": _arrow(pa.get(m), pb.get(m)),
+                    "verdict": verdict(values[a][m], values[b][m], pa.get(m), pb.get(m)),
+                }
+            )
     return rows, steps
 
 
@@ -145,30 +168,61 @@ def ctf_tables(p: dict, values: dict, paper: dict) -> dict:
     out = {}
     for name, pts in units.table_points(p).items():
         t = p["ablations"]["ctf"]["tables"][name]
-        ours = [{"value": v, "point": pid, "gfid": _fmt(values[pid]["gfid"]), "cc": _fmt(values[pid]["cc"]),
-                 "stage1_acc_coarse": _fmt(values[pid]["acc"])} for v, pid in pts]
+        ours = [
+            {
+                "value": v,
+                "point": pid,
+                "gfid": _fmt(values[pid]["gfid"]),
+                "cc": _fmt(values[pid]["cc"]),
+                "stage1_acc_coarse": _fmt(values[pid]["acc"]),
+            }
+            for v, pid in pts
+        ]
         n_paper = len(paper.get(("order", name), {}))
         # our i-th value stands for the paper's i-th when both sweep as many values; else first against last
-        pairs = [(i, i + 1, i, i + 1) for i in range(len(pts) - 1)] if n_paper == len(pts) else [(0, len(pts) - 1, 0, n_paper - 1)]
+        pairs = (
+            [(i, i + 1, i, i + 1) for i in range(len(pts) - 1)]
+            if n_paper == len(pts)
+            else [(0, len(pts) - 1, 0, n_paper - 1)]
+        )
         steps = []
         for i, j, pi, pj in pairs:
             a, b = pts[i][1], pts[j][1]
             pa, pb = _paper_row(paper, name, pi).get("gfid"), _paper_row(paper, name, pj).get("gfid")
-            steps.append({"sweep": t["sweep"], "from": pts[i][0], "to": pts[j][0], "ours_from": _fmt(values[a]["gfid"]),
-                          "ours_to": _fmt(values[b]["gfid"]), "ours": _arrow(stats(values[a]["gfid"])[0], stats(values[b]["gfid"])[0]),
-                          "paper_from": pa, "paper_to": pb, "paper": _arrow(pa, pb),
-                          "verdict": verdict(values[a]["gfid"], values[b]["gfid"], pa, pb)})
-        out[name] = {"sweep": t["sweep"], "hold": t["hold"], "rows": ours, "steps": steps,
-                     "paper": [(_paper_row(paper, name, i)) for i in range(n_paper)],
-                     "paper_values": [paper[("order", name)][i] for i in range(n_paper)] if n_paper else []}
+            steps.append(
+                {
+                    "sweep": t["sweep"],
+                    "from": pts[i][0],
+                    "to": pts[j][0],
+                    "ours_from": _fmt(values[a]["gfid"]),
+                    "ours_to": _fmt(values[b]["gfid"]),
+                    "ours": _arrow(stats(values[a]["gfid"])[0], stats(values[b]["gfid"])[0]),
+                    "paper_from": pa,
+                    "paper_to": pb,
+                    "paper": _arrow(pa, pb),
+                    "verdict": verdict(values[a]["gfid"], values[b]["gfid"], pa, pb),
+                }
+            )
+        out[name] = {
+            "sweep": t["sweep"],
+            "hold": t["hold"],
+            "rows": ours,
+            "steps": steps,
+            "paper": [(_paper_row(paper, name, i)) for i in range(n_paper)],
+            "paper_values": [paper[("order", name)][i] for i in range(n_paper)] if n_paper else [],
+        }
     return out
 
 
 def claims(p: dict, values: dict, paper: dict) -> dict:
     """The two central claims, each with its verdict and the numbers behind it."""
     a = p["ablations"]
-    acc = verdict(values["A"]["acc"], values["B"]["acc"], paper.get(("alitok", "A"), {}).get("acc"),
-                  paper.get(("alitok", "B"), {}).get("acc"))
+    acc = verdict(
+        values["A"]["acc"],
+        values["B"]["acc"],
+        paper.get(("alitok", "A"), {}).get("acc"),
+        paper.get(("alitok", "B"), {}).get("acc"),
+    )
     (ra, sa), (rb, sb) = stats(values["A"]["rfid"]), stats(values["B"]["rfid"])
     comparable = abs(rb - ra) <= sa + sb or abs(rb - ra) <= a["rfid_tolerance"] * ra
     # "at comparable rFID" conditions both directions: a tokenizer that keeps less of the image is easier to predict
@@ -176,22 +230,38 @@ def claims(p: dict, values: dict, paper: dict) -> dict:
     plain, ctf = a["ctf"]["tokens_of"], units.claim_point(p)
     pp, pc = paper.get(("claim", "plain"), {}).get("gfid"), paper.get(("claim", "ctf"), {}).get("gfid")
     return {
-        "alitok": {"verdict": alitok, "acc_verdict": acc, "rfid_comparable": comparable,
-                   "acc_A": _fmt(values["A"]["acc"]), "acc_B": _fmt(values["B"]["acc"]),
-                   "rfid_A": _fmt(values["A"]["rfid"]), "rfid_B": _fmt(values["B"]["rfid"]),
-                   "paper_acc_A": paper[("alitok", "A")]["acc"], "paper_acc_B": paper[("alitok", "B")]["acc"]},
-        "ctf": {"verdict": verdict(values[plain]["gfid"], values[ctf]["gfid"], pp, pc), "plain": plain, "point": ctf,
-                "gfid_plain": _fmt(values[plain]["gfid"]), "gfid_ctf": _fmt(values[ctf]["gfid"]),
-                "cc_plain": _fmt(values[plain]["cc"]), "cc_ctf": _fmt(values[ctf]["cc"]),
-                "cc_verdict": verdict(values[plain]["cc"], values[ctf]["cc"], 0.0, 1.0),
-                "paper_gfid_plain": pp, "paper_gfid_ctf": pc},
+        "alitok": {
+            "verdict": alitok,
+            "acc_verdict": acc,
+            "rfid_comparable": comparable,
+            "acc_A": _fmt(values["A"]["acc"]),
+            "acc_B": _fmt(values["B"]["acc"]),
+            "rfid_A": _fmt(values["A"]["rfid"]),
+            "rfid_B": _fmt(values["B"]["rfid"]),
+            "paper_acc_A": paper[("alitok", "A")]["acc"],
+            "paper_acc_B": paper[("alitok", "B")]["acc"],
+        },
+        "ctf": {
+            "verdict": verdict(values[plain]["gfid"], values[ctf]["gfid"], pp, pc),
+            "plain": plain,
+            "point": ctf,
+            "gfid_plain": _fmt(values[plain]["gfid"]),
+            "gfid_ctf": _fmt(values[ctf]["gfid"]),
+            "cc_plain": _fmt(values[plain]["cc"]),
+            "cc_ctf": _fmt(values[ctf]["cc"]),
+            "cc_verdict": verdict(values[plain]["cc"], values[ctf]["cc"], 0.0, 1.0),
+            "paper_gfid_plain": pp,
+            "paper_gfid_ctf": pc,
+        },
     }
 
 
 def _md(rows: list[dict]) -> list[str]:
     keys = list(rows[0])
     cell = lambda v: "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
-    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
+        "| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows
+    ]
 
 
 def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> list[Path]:
@@ -201,14 +271,22 @@ def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> li
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     for ax, m in zip(axes, METRICS):
         ms = [stats(values[r][m]) for r in rows]
-        ax.errorbar(range(len(rows)), [x[0] for x in ms], yerr=[x[1] for x in ms], fmt="o", capsize=4, label="ours (mean ± sd)")
+        ax.errorbar(
+            range(len(rows)), [x[0] for x in ms], yerr=[x[1] for x in ms], fmt="o", capsize=4, label="ours (mean ± sd)"
+        )
         ax.set_xticks(range(len(rows)), rows)
         ax.set_title(METRICS[m], fontsize=9)
         pv = [paper.get(("alitok", r), {}).get(m) for r in rows]
         if any(v is not None for v in pv):
             twin = ax.twinx()
-            twin.plot([i for i, v in enumerate(pv) if v is not None], [v for v in pv if v is not None], "s", color="tab:red",
-                      alpha=0.6, label="paper (right axis)")
+            twin.plot(
+                [i for i, v in enumerate(pv) if v is not None],
+                [v for v in pv if v is not None],
+                "s",
+                color="tab:red",
+                alpha=0.6,
+                label="paper (right axis)",
+            )
             twin.tick_params(axis="y", colors="tab:red")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"AliTok ablation rows ({len(p['ablations']['seeds'])} seeds)", fontsize=10)
@@ -243,44 +321,76 @@ def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> d
     tables_dir = Path(tables_dir)
     import pandas as pd
 
-    for name, data in [("alitok", rows), ("alitok_verdicts", steps)] + [(f"ctf_{n}", t["rows"]) for n, t in ctf.items()] \
-            + [(f"ctf_{n}_verdicts", t["steps"]) for n, t in ctf.items()]:
+    for name, data in (
+        [("alitok", rows), ("alitok_verdicts", steps)]
+        + [(f"ctf_{n}", t["rows"]) for n, t in ctf.items()]
+        + [(f"ctf_{n}_verdicts", t["steps"]) for n, t in ctf.items()]
+    ):
         atomic.write_text(tables_dir / f"{name}.csv", pd.DataFrame(data).to_csv(index=False))
     figs = _figures(p, values, ctf, paper, Path(fig_dir))
     seeds = p["ablations"]["seeds"]
     a, k = c["alitok"], c["ctf"]
-    lines = [f"# Ablations ({p['name']} profile, seeds {', '.join(map(str, seeds))})", "",
-             "Every cell is mean ± sd over the seeds. A direction \"holds\" when ours has the paper's sign and the mean ± sd "
-             "intervals do not overlap, is \"reversed\" when it has the other sign without overlap, and is \"unresolved\" "
-             "when they overlap. Paper numbers: results/paper/ablations.csv (alitok.md §3.5, §1.7; ctf.md §3.1, §3.3).", "",
-             "## Central claims", "",
-             f"- **AliTok: a causal stage-1 decoder makes tokens more predictable at comparable rFID: {a['verdict']}.** "
-             f"Held-out AR accuracy A {a['acc_A']} % -> B {a['acc_B']} % ({a['acc_verdict']}; paper {a['paper_acc_A']:g} -> {a['paper_acc_B']:g} %); rFID A "
-             f"{a['rfid_A']} -> B {a['rfid_B']} ({'comparable' if a['rfid_comparable'] else 'not comparable'}; comparable "
-             f"means the intervals overlap or the means differ by at most {p['ablations']['rfid_tolerance']:.0%} of A's).",
-             f"- **CTF: coarse-to-fine beats plain AR on the same tokens: {k['verdict']}** (gFID). Row {k['plain']} "
-             f"{k['gfid_plain']} against CTF {k['gfid_ctf']} at point {k['point']} (paper, LlamaGen-B: "
-             f"{k['paper_gfid_plain']} -> {k['paper_gfid_ctf']}). Class-consistency {k['cc_plain']} % -> {k['cc_ctf']} % "
-             f"(higher is better: {k['cc_verdict']}).", "",
-             "## AliTok rows (alitok.md §3.5)", "",
-             "acc: the generator's last held-out next-token accuracy; gfid, cc: its samples; rfid: the tokenizer that "
-             "decodes them; pos_ppl: that tokenizer's held-out codes per position, as perplexity (context for acc, no "
-             "verdict). "
-             "E uses D's tokenizer, F E's generator with the stage-2 decoder.", "",
-             *_md(rows), "", "### Directions", "", *_md(steps), "", "![AliTok rows](figures/alitok.png)", "",
-             "## CTF Table 3 (ctf.md §3.3)", "",
-             f"On row {p['ablations']['ctf']['tokens_of']}'s tokens and decoder. Settings not swept: "
-             f"{json.dumps(p['ablations']['ctf']['defaults'])}; each sub-table's `hold` overrides them. stage1_acc_coarse "
-             "is over the K coarse labels.", ""]
+    lines = [
+        f"# Ablations ({p['name']} profile, seeds {', '.join(map(str, seeds))})",
+        "",
+        'Every cell is mean ± sd over the seeds. A direction "holds" when ours has the paper\'s sign and the mean ± sd '
+        'intervals do not overlap, is "reversed" when it has the other sign without overlap, and is "unresolved" '
+        "when they overlap. Paper numbers: results/paper/ablations.csv (alitok.md §3.5, §1.7; ctf.md §3.1, §3.3).",
+        "",
+        "## Central claims",
+        "",
+        f"- **AliTok: a causal stage-1 decoder makes tokens more predictable at comparable rFID: {a['verdict']}.** "
+        f"Held-out AR accuracy A {a['acc_A']} % -> B {a['acc_B']} % ({a['acc_verdict']}; "
+        f"paper {a['paper_acc_A']:g} -> {a['paper_acc_B']:g} %); rFID A "
+        f"{a['rfid_A']} -> B {a['rfid_B']} ({'comparable' if a['rfid_comparable'] else 'not comparable'}; comparable "
+        f"means the intervals overlap or the means differ by at most {p['ablations']['rfid_tolerance']:.0%} of A's).",
+        f"- **CTF: coarse-to-fine beats plain AR on the same tokens: {k['verdict']}** (gFID). Row {k['plain']} "
+        f"{k['gfid_plain']} against CTF {k['gfid_ctf']} at point {k['point']} (paper, LlamaGen-B: "
+        f"{k['paper_gfid_plain']} -> {k['paper_gfid_ctf']}). Class-consistency {k['cc_plain']} % -> {k['cc_ctf']} % "
+        f"(higher is better: {k['cc_verdict']}).",
+        "",
+        "## AliTok rows (alitok.md §3.5)",
+        "",
+        "acc: the generator's last held-out next-token accuracy; gfid, cc: its samples; rfid: the tokenizer that "
+        "decodes them; pos_ppl: that tokenizer's held-out codes per position, as perplexity (context for acc, no "
+        "verdict). "
+        "E uses D's tokenizer, F E's generator with the stage-2 decoder.",
+        "",
+        *_md(rows),
+        "",
+        "### Directions",
+        "",
+        *_md(steps),
+        "",
+        "![AliTok rows](figures/alitok.png)",
+        "",
+        "## CTF Table 3 (ctf.md §3.3)",
+        "",
+        f"On row {p['ablations']['ctf']['tokens_of']}'s tokens and decoder. Settings not swept: "
+        f"{json.dumps(p['ablations']['ctf']['defaults'])}; each sub-table's `hold` overrides them. stage1_acc_coarse "
+        "is over the K coarse labels.",
+        "",
+    ]
     for name, t in ctf.items():
-        lines += [f"### ({name}) {t['sweep']}" + (f", holding {json.dumps(t['hold'])}" if t["hold"] else ""), "",
-                  f"Paper values in order: {', '.join(t['paper_values'])}; FID {', '.join(str(r.get('gfid')) for r in t['paper'])}.", "",
-                  *_md(t["rows"]), "", *_md(t["steps"]), ""]
+        lines += [
+            f"### ({name}) {t['sweep']}" + (f", holding {json.dumps(t['hold'])}" if t["hold"] else ""),
+            "",
+            f"Paper values in order: {', '.join(t['paper_values'])}; "
+            f"FID {', '.join(str(r.get('gfid')) for r in t['paper'])}.",
+            "",
+            *_md(t["rows"]),
+            "",
+            *_md(t["steps"]),
+            "",
+        ]
     lines += ["![CTF Table 3](figures/ctf_table3.png)", ""]
     atomic.write_text(out, "\n".join(lines))
-    summary = {"alitok_claim": a["verdict"], "ctf_claim": k["verdict"],
-               "units": {u: {m: stats(v)[0] for m, v in ms.items()} for u, ms in values.items()},
-               "verdicts": {f"alitok {s['from']}->{s['to']} {s['metric']}": s["verdict"] for s in steps}
-               | {f"ctf {n} {s['from']}->{s['to']}": s["verdict"] for n, t in ctf.items() for s in t["steps"]}}
+    summary = {
+        "alitok_claim": a["verdict"],
+        "ctf_claim": k["verdict"],
+        "units": {u: {m: stats(v)[0] for m, v in ms.items()} for u, ms in values.items()},
+        "verdicts": {f"alitok {s['from']}->{s['to']} {s['metric']}": s["verdict"] for s in steps}
+        | {f"ctf {n} {s['from']}->{s['to']}": s["verdict"] for n, t in ctf.items() for s in t["steps"]},
+    }
     atomic.write_json(metrics_out, summary)
     return {"report": out, "figures": figs, **summary}

@@ -57,7 +57,7 @@ def points(p: dict) -> dict[str, dict]:
     """Every CTF sweep point (and the claim's), id -> settings; points shared by sub-tables appear once."""
     c = p["ablations"]["ctf"]
     out = {}
-    for name, t in c["tables"].items():
+    for t in c["tables"].values():
         for v in t["values"]:
             s = c["defaults"] | t["hold"] | {t["sweep"]: v}
             out[point_id(s)] = s
@@ -91,12 +91,16 @@ def check(p: dict, where: str) -> None:
             raise ParamsError(f"{where}: ablations.alitok.{row}: aux needs prefix (the loss is on the prefix tokens)")
     c = a["ctf"]
     if c["tokens_of"] not in a["alitok"]:
-        raise ParamsError(f"{where}: ablations.ctf.tokens_of = {c['tokens_of']!r} is not a row of ablations.alitok "
-                          f"({', '.join(a['alitok'])})")
+        raise ParamsError(
+            f"{where}: ablations.ctf.tokens_of = {c['tokens_of']!r} is not a row of ablations.alitok "
+            f"({', '.join(a['alitok'])})"
+        )
     sizes = {s["stage2"] for s in points(p).values()}
     if sizes - set(c["stage2_sizes"]):
-        raise ParamsError(f"{where}: ablations.ctf names stage-2 sizes {', '.join(sorted(map(str, sizes - set(c['stage2_sizes']))))}"
-                          f", not in ablations.ctf.stage2_sizes ({', '.join(c['stage2_sizes'])})")
+        raise ParamsError(
+            f"{where}: ablations.ctf names stage-2 sizes {', '.join(sorted(map(str, sizes - set(c['stage2_sizes']))))}"
+            f", not in ablations.ctf.stage2_sizes ({', '.join(c['stage2_sizes'])})"
+        )
     if SCALE not in p["generator"]["scales"]:
         raise ParamsError(f"{where}: ablations train generator scale {SCALE}, which generator.scales lacks")
     codes = p["tokenizer"]["model"]["codebook_size"]
@@ -133,11 +137,18 @@ def derive(p: dict, unit: str, seed: int) -> dict:
         q["ctf"]["run"] = [SCALE]
         q["ctf"]["clusters"]["count"] = s["clusters"]
         q["ctf"]["stage2"] = copy.deepcopy(c["stage2_sizes"][s["stage2"]])
-        q["ctf"]["sampling"] |= {"guidance": s["guidance"], "guidance_power": None, "top_k": s["top_k"],
-                                 "tau1": s["tau1"], "tau2": s["tau2"]}
+        q["ctf"]["sampling"] |= {
+            "guidance": s["guidance"],
+            "guidance_power": None,
+            "top_k": s["top_k"],
+            "tau1": s["tau1"],
+            "tau2": s["tau2"],
+        }
     else:
-        raise ParamsError(f"ablation unit {unit!r} is neither a row of ablations.alitok ({', '.join(rows(p))}) nor a "
-                          f"CTF sweep point ({', '.join(points(p))})")
+        raise ParamsError(
+            f"ablation unit {unit!r} is neither a row of ablations.alitok ({', '.join(rows(p))}) nor a "
+            f"CTF sweep point ({', '.join(points(p))})"
+        )
     q["tokenizer"]["training"]["seed"] = seed
     q["generator"]["training"]["seed"] = seed
     q["generator"]["scales"][SCALE]["sample_seed"] = seed

@@ -77,7 +77,9 @@ def degrade(x: torch.Tensor, pool_factors: list[int], noise: float) -> torch.Ten
 @torch.no_grad()
 def predict(model: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(images[i : i + batch_size].float() / 255).argmax(1) for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [model(images[i : i + batch_size].float() / 255).argmax(1) for i in range(0, len(images), batch_size)]
+    )
 
 
 def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir) -> dict:
@@ -130,7 +132,9 @@ def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir) -
             bar.set_postfix(loss=f"{loss.item():.3f}")
         train_loss.append(sum(losses) / len(losses))
         val_accuracy.append((predict(model, val_x, 4 * batch_size) == val_y).float().mean().item())
-        tqdm.write(f"epoch {epoch + 1}: train loss {train_loss[-1]:.4f}, val accuracy {val_accuracy[-1]:.4f}", file=sys.stderr)
+        tqdm.write(
+            f"epoch {epoch + 1}: train loss {train_loss[-1]:.4f}, val accuracy {val_accuracy[-1]:.4f}", file=sys.stderr
+        )
     seconds = time.time() - t0
 
     pred = predict(model, val_x, 4 * batch_size)

@@ -78,8 +78,9 @@ def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int) -> tuple[torch.Ten
     return assign, centres.float()
 
 
-def coarse_map(codebook: torch.Tensor, clusters: int, *, normalisation: str, seed: int, iters: int,
-               usage: np.ndarray | None = None) -> dict:
+def coarse_map(
+    codebook: torch.Tensor, clusters: int, *, normalisation: str, seed: int, iters: int, usage: np.ndarray | None = None
+) -> dict:
     """The fine -> coarse map of a codebook (V, D) and what a user checks it by: cluster sizes, and with
     `usage` (V,) token counts, the used codes per cluster and the clusters holding no used code."""
     if normalisation not in NORMALISATIONS:
@@ -90,14 +91,23 @@ def coarse_map(codebook: torch.Tensor, clusters: int, *, normalisation: str, see
     assign, _ = kmeans(x, clusters, seed=seed, iters=iters)
     fine_to_coarse = assign.numpy().astype(np.int64)
     sizes = np.bincount(fine_to_coarse, minlength=clusters)
-    out = {"clusters": clusters, "codebook_size": int(x.shape[0]), "normalisation": normalisation, "seed": seed,
-           "fine_to_coarse": fine_to_coarse.tolist(), "sizes": sizes.tolist()}
+    out = {
+        "clusters": clusters,
+        "codebook_size": int(x.shape[0]),
+        "normalisation": normalisation,
+        "seed": seed,
+        "fine_to_coarse": fine_to_coarse.tolist(),
+        "sizes": sizes.tolist(),
+    }
     if usage is not None:
         used = np.asarray(usage) > 0
         used_per_cluster = np.bincount(fine_to_coarse[used], minlength=clusters)
-        out |= {"used_codes": int(used.sum()), "unused_codes": np.flatnonzero(~used).tolist(),
-                "used_per_cluster": used_per_cluster.tolist(),
-                "clusters_without_used_code": int((used_per_cluster == 0).sum())}
+        out |= {
+            "used_codes": int(used.sum()),
+            "unused_codes": np.flatnonzero(~used).tolist(),
+            "used_per_cluster": used_per_cluster.tolist(),
+            "clusters_without_used_code": int((used_per_cluster == 0).sum()),
+        }
     return out
 
 
@@ -122,15 +132,31 @@ def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
 
     tokenizer = load_tokenizer(tokenizer_path)
     if clusters["count"] > tokenizer.config.codebook_size:
-        raise ParamsError(f"ctf.clusters.count {clusters['count']} exceeds the {tokenizer.config.codebook_size} codes "
-                          f"of {tokenizer_path}")
+        raise ParamsError(
+            f"ctf.clusters.count {clusters['count']} exceeds the {tokenizer.config.codebook_size} codes "
+            f"of {tokenizer_path}"
+        )
     shards = TokenShards(train_tokens)
-    usage = sum(token_usage(c, tokenizer.config.codebook_size)
-                for c in tqdm(shards.codes, desc="code usage", unit="shard", file=sys.stderr))
-    result = coarse_map(tokenizer.quantizer.codebook, clusters["count"], normalisation=clusters["normalisation"],
-                        seed=clusters["seed"], iters=clusters["iters"], usage=np.asarray(usage))
+    usage = sum(
+        token_usage(c, tokenizer.config.codebook_size)
+        for c in tqdm(shards.codes, desc="code usage", unit="shard", file=sys.stderr)
+    )
+    result = coarse_map(
+        tokenizer.quantizer.codebook,
+        clusters["count"],
+        normalisation=clusters["normalisation"],
+        seed=clusters["seed"],
+        iters=clusters["iters"],
+        usage=np.asarray(usage),
+    )
     atomic.write_json(out, result)
-    log.info("coarse map: %d codes -> %d clusters (sizes %d..%d), %d codes used, %d clusters without a used code",
-             result["codebook_size"], result["clusters"], min(result["sizes"]), max(result["sizes"]),
-             result["used_codes"], result["clusters_without_used_code"])
+    log.info(
+        "coarse map: %d codes -> %d clusters (sizes %d..%d), %d codes used, %d clusters without a used code",
+        result["codebook_size"],
+        result["clusters"],
+        min(result["sizes"]),
+        max(result["sizes"]),
+        result["used_codes"],
+        result["clusters_without_used_code"],
+    )
     return result

@@ -39,8 +39,9 @@ def swap_anywhere(codes: torch.Tensor, codebook_size: int, seed: int) -> torch.T
 
 @torch.no_grad()
 def decode(tokenizer, codes: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    return torch.cat([to_uint8(tokenizer.decode_tokens(codes[i : i + batch]).float())
-                      for i in range(0, len(codes), batch)])
+    return torch.cat(
+        [to_uint8(tokenizer.decode_tokens(codes[i : i + batch]).float()) for i in range(0, len(codes), batch)]
+    )
 
 
 def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, seed: int, out) -> dict:
@@ -53,19 +54,30 @@ def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, s
     f2c = torch.tensor(cmap["fine_to_coarse"])
     originals, _ = held_out_images(val_csv, dataset_json, tokenizer.config.image_size)
     recons, codes = reconstruct(tokenizer, originals)
-    swapped = {"reconstruction": recons,
-               "within_cluster": decode(tokenizer, swap_within_cluster(codes, f2c, seed)),
-               "whole_codebook": decode(tokenizer, swap_anywhere(codes, tokenizer.config.codebook_size, seed))}
+    swapped = {
+        "reconstruction": recons,
+        "within_cluster": decode(tokenizer, swap_within_cluster(codes, f2c, seed)),
+        "whole_codebook": decode(tokenizer, swap_anywhere(codes, tokenizer.config.codebook_size, seed)),
+    }
     x, r = originals.float() / 255, recons.float() / 255
-    result = {"clusters": cmap["clusters"], "codebook_size": cmap["codebook_size"], "seed": seed,
-              "num_images": len(originals)}
+    result = {
+        "clusters": cmap["clusters"],
+        "codebook_size": cmap["codebook_size"],
+        "seed": seed,
+        "num_images": len(originals),
+    }
     for name, images in swapped.items():
         y = images.float() / 255
-        result[name] = {"psnr": float(recon_metrics.psnr(x, y).mean()),
-                        "rfid": float(fidelity.rfid(originals, images, classifier_path))}
+        result[name] = {
+            "psnr": float(recon_metrics.psnr(x, y).mean()),
+            "rfid": float(fidelity.rfid(originals, images, classifier_path)),
+        }
         if name != "reconstruction":
             result[name]["psnr_vs_reconstruction"] = float(recon_metrics.psnr(r, y).clamp(max=100).mean())
     atomic.write_json(out, result)
-    log.info("redundancy (K=%d): PSNR %.2f / %.2f / %.2f dB (reconstruction / within cluster / whole codebook)",
-             cmap["clusters"], *(result[k]["psnr"] for k in swapped))
+    log.info(
+        "redundancy (K=%d): PSNR %.2f / %.2f / %.2f dB (reconstruction / within cluster / whole codebook)",
+        cmap["clusters"],
+        *(result[k]["psnr"] for k in swapped),
+    )
     return result

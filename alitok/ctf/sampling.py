@@ -17,12 +17,26 @@ from alitok.models.generator import Generator
 
 
 @torch.no_grad()
-def generate_ctf(stage1: Generator, stage2: Generator, fine_to_coarse: torch.Tensor, labels: torch.Tensor,
-                 sample_ids: torch.Tensor, *, seed: int, guidance: float, power: float | None, tau1: float,
-                 tau2: float, top_k: int, restrict: bool, kv_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def generate_ctf(
+    stage1: Generator,
+    stage2: Generator,
+    fine_to_coarse: torch.Tensor,
+    labels: torch.Tensor,
+    sample_ids: torch.Tensor,
+    *,
+    seed: int,
+    guidance: float,
+    power: float | None,
+    tau1: float,
+    tau2: float,
+    top_k: int,
+    restrict: bool,
+    kv_cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(coarse, fine) codes, both (B, seq_len). `restrict` keeps stage 2's draw inside the sampled cluster."""
-    coarse = generate(stage1, labels, sample_ids, seed=seed, guidance=guidance, power=power, temperature=tau1,
-                      kv_cache=kv_cache)
+    coarse = generate(
+        stage1, labels, sample_ids, seed=seed, guidance=guidance, power=power, temperature=tau1, kv_cache=kv_cache
+    )
     stage2.eval()
     logits = stage2(labels, coarse).float()  # (B, T, V)
     if restrict:
@@ -30,6 +44,7 @@ def generate_ctf(stage1: Generator, stage2: Generator, fine_to_coarse: torch.Ten
         logits = logits.masked_fill(outside, -math.inf)
     logits = filter_logits(logits, top_k)
     T = coarse.shape[1]
-    fine = torch.stack([pick(logits[:, t], sample_uniform(seed, sample_ids, T + t, logits.shape[-1]), tau2)
-                        for t in range(T)], dim=1)
+    fine = torch.stack(
+        [pick(logits[:, t], sample_uniform(seed, sample_ids, T + t, logits.shape[-1]), tau2) for t in range(T)], dim=1
+    )
     return coarse, fine

@@ -97,7 +97,9 @@ def _class_folder_files(split_dir: Path, wnids: list[str]) -> dict[str, list[str
     for wnid in tqdm(wnids, desc=f"list {split_dir.name}", unit="class", leave=False, disable=len(wnids) < 50):
         names = list_images(split_dir / wnid)
         if not names:
-            raise DataError(f"class folder {split_dir / wnid} contains no images (extensions {sorted(IMAGE_EXTENSIONS)})")
+            raise DataError(
+                f"class folder {split_dir / wnid} contains no images (extensions {sorted(IMAGE_EXTENSIONS)})"
+            )
         files[wnid] = names
     return files
 
@@ -308,8 +310,11 @@ def _log_bad(bad: list[BadImage], total: int) -> None:
     if not bad:
         log.info("all %d images readable", total)
         return
-    log.warning("%d of %d images are unreadable or corrupt; excluded from the manifest and listed in the report",
-                len(bad), total)
+    log.warning(
+        "%d of %d images are unreadable or corrupt; excluded from the manifest and listed in the report",
+        len(bad),
+        total,
+    )
     for b in bad[:20]:
         log.warning("bad image %s: %s", b.path, b.error)
     if len(bad) > 20:
@@ -330,8 +335,14 @@ def scan(root, *, val_labels=None, val_meta=None, check: str = "decode", workers
     train_files = _class_folder_files(root / "train", classes)
     train_entries = [(f"train/{w}/{n}", w) for w in classes for n in train_files[w]]
     layout, val_entries = _val_entries(root, classes, val_labels, val_meta)
-    log.info("%s: %d classes, %d train and %d val images (val %s)", root, len(classes), len(train_entries),
-             len(val_entries), layout)
+    log.info(
+        "%s: %d classes, %d train and %d val images (val %s)",
+        root,
+        len(classes),
+        len(train_entries),
+        len(val_entries),
+        layout,
+    )
 
     train, bad_train = _to_records("train", root, train_entries, label_of, check, workers)
     val, bad_val = _to_records("val", root, val_entries, label_of, check, workers)

@@ -44,8 +44,18 @@ class StepBatches:
     micro-batches. Keys are made as the loader asks for them: a list for every step up front would hold
     hundreds of millions of tuples at paper scale."""
 
-    def __init__(self, *, start_step: int, total_steps: int, global_batch: int, n: int, seed: int, rank: int,
-                 world: int, accum: int = 1):
+    def __init__(
+        self,
+        *,
+        start_step: int,
+        total_steps: int,
+        global_batch: int,
+        n: int,
+        seed: int,
+        rank: int,
+        world: int,
+        accum: int = 1,
+    ):
         self.start, self.total, self.accum = start_step, total_steps, accum
         self.args = (global_batch, n, seed, rank, world)
 
@@ -60,13 +70,37 @@ class StepBatches:
                 yield keys[i * per : (i + 1) * per]
 
 
-def train_loader(dataset, *, start_step: int, total_steps: int, global_batch: int, seed: int,
-                 rank: int, world: int, workers: int, accum: int = 1) -> DataLoader:
+def train_loader(
+    dataset,
+    *,
+    start_step: int,
+    total_steps: int,
+    global_batch: int,
+    seed: int,
+    rank: int,
+    world: int,
+    workers: int,
+    accum: int = 1,
+) -> DataLoader:
     """Batches (micro-batches with accum > 1) for steps start_step..total_steps-1 of this rank, in order."""
-    keys = StepBatches(start_step=start_step, total_steps=total_steps, global_batch=global_batch, n=len(dataset),
-                       seed=seed, rank=rank, world=world, accum=accum)
-    return DataLoader(dataset, batch_sampler=keys, num_workers=workers, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available(), generator=own_generator(seed))
+    keys = StepBatches(
+        start_step=start_step,
+        total_steps=total_steps,
+        global_batch=global_batch,
+        n=len(dataset),
+        seed=seed,
+        rank=rank,
+        world=world,
+        accum=accum,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=keys,
+        num_workers=workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        generator=own_generator(seed),
+    )
 
 
 def own_generator(seed: int) -> torch.Generator:

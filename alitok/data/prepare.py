@@ -37,8 +37,11 @@ def render_preview(root: Path, records: list[manifest.Record], n_classes: int, i
     labels = _preview_classes(n_classes)
     tile = min(image_size, PREVIEW_TILE)
     step = tile + PREVIEW_GAP
-    grid = Image.new("RGB", (max(1, PREVIEW_PER_CLASS * step - PREVIEW_GAP), max(1, len(labels) * step - PREVIEW_GAP)),
-                     (128, 128, 128))
+    grid = Image.new(
+        "RGB",
+        (max(1, PREVIEW_PER_CLASS * step - PREVIEW_GAP), max(1, len(labels) * step - PREVIEW_GAP)),
+        (128, 128, 128),
+    )
     by_label: dict[int, list[manifest.Record]] = {}
     for r in records:
         by_label.setdefault(r.label, []).append(r)
@@ -66,27 +69,40 @@ def run(data_cfg: dict, root, out_dir) -> dict:
     """Scan `root` per the resolved `data` params section and write the stage outputs into `out_dir`."""
     cfg = data_cfg  # validated against the params schema by alitok.config.load
     out_dir = Path(out_dir)
-    result = imagefolder.scan(root, val_labels=cfg["val_labels"], val_meta=cfg["val_meta"], check=cfg["check"],
-                              workers=cfg["workers"])
+    result = imagefolder.scan(
+        root, val_labels=cfg["val_labels"], val_meta=cfg["val_meta"], check=cfg["check"], workers=cfg["workers"]
+    )
     counts = {"train": len(result.train), "val": len(result.val)}
 
     manifest.write_manifest(out_dir / "train.csv", result.train)
     manifest.write_manifest(out_dir / "val.csv", result.val)
-    atomic.write_json(out_dir / "report.json", {
-        "bad_images": [{"split": b.split, "path": b.path, "error": b.error} for b in result.bad],
-        "counts": _counts(result),
-    })
+    atomic.write_json(
+        out_dir / "report.json",
+        {
+            "bad_images": [{"split": b.split, "path": b.path, "error": b.error} for b in result.bad],
+            "counts": _counts(result),
+        },
+    )
     _write_png(out_dir / "preview.png", render_preview(Path(root), result.val, len(result.classes), cfg["image_size"]))
-    atomic.write_json(out_dir / "dataset.json", {
-        "root": str(root),
-        "classes": result.classes,
-        "counts": counts,
-        "bad": len(result.bad),
-        "source": cfg.get("source", "imagefolder"),
-        "check": cfg["check"],
-    })
-    log.info("data prep: %d classes, %d train, %d val, %d bad images -> %s", len(result.classes), counts["train"],
-             counts["val"], len(result.bad), out_dir)
+    atomic.write_json(
+        out_dir / "dataset.json",
+        {
+            "root": str(root),
+            "classes": result.classes,
+            "counts": counts,
+            "bad": len(result.bad),
+            "source": cfg.get("source", "imagefolder"),
+            "check": cfg["check"],
+        },
+    )
+    log.info(
+        "data prep: %d classes, %d train, %d val, %d bad images -> %s",
+        len(result.classes),
+        counts["train"],
+        counts["val"],
+        len(result.bad),
+        out_dir,
+    )
     return {
         "classes": len(result.classes),
         "train": counts["train"],

@@ -72,10 +72,23 @@ SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
 DOT_RADIUS = 0.3  # dot radius as a fraction of the dot spacing
 MIN_CONTRAST = 120.0  # RGB distance between shape, texture and background colours
 # A fixed colour table for `Variation.palette` (the first k entries are used): saturated, well separated.
-PALETTE = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (145, 30, 180), (70, 240, 240),
-    (240, 50, 230), (250, 250, 250), (20, 20, 20), (245, 130, 48), (0, 0, 128), (128, 128, 0),
-], dtype=np.float64)
+PALETTE = np.array(
+    [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (250, 250, 250),
+        (20, 20, 20),
+        (245, 130, 48),
+        (0, 0, 128),
+        (128, 128, 0),
+    ],
+    dtype=np.float64,
+)
 NOISE_CELLS = 3  # smooth noise: random values on a (cells+1)^2 lattice, interpolated
 MEAN_RANGE = (64.0, 192.0)  # per-channel target mean colour, the same for every class
 
@@ -100,17 +113,22 @@ class Variation:
         for name in ("radius", "texture_cycles"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
-                raise ValueError(f"data.embedded.variation.{name} must be [low, high] with 0 < low <= high, "
-                                 f"got {[low, high]}")
+                raise ValueError(
+                    f"data.embedded.variation.{name} must be [low, high] with 0 < low <= high, got {[low, high]}"
+                )
         if not 0 <= self.palette <= len(PALETTE) or self.palette in (1, 2):
-            raise ValueError(f"data.embedded.variation.palette must be 0 (any colour) or 3..{len(PALETTE)} "
-                             f"(background, shape and texture colours differ), got {self.palette}")
+            raise ValueError(
+                f"data.embedded.variation.palette must be 0 (any colour) or 3..{len(PALETTE)} "
+                f"(background, shape and texture colours differ), got {self.palette}"
+            )
         if self.radius[1] > 1:
-            raise ValueError(f"data.embedded.variation.radius: a circumradius over 1 half-side leaves the image, "
-                             f"got {self.radius[1]}")
+            raise ValueError(
+                f"data.embedded.variation.radius: a circumradius over 1 half-side leaves the image, "
+                f"got {self.radius[1]}"
+            )
 
     @classmethod
-    def from_params(cls, v: dict) -> "Variation":
+    def from_params(cls, v: dict) -> Variation:
         return cls(**{**v, "radius": tuple(v["radius"]), "texture_cycles": tuple(v["texture_cycles"])})
 
 
@@ -120,6 +138,7 @@ def folder_name(label: int, classes: str = "shapes") -> str:
 
 
 # --- shapes: boolean masks in shape-local coordinates (circumradius about 1) ---
+
 
 def _disk(u, v):
     return u * u + v * v <= 1.0
@@ -179,6 +198,7 @@ AREA_SCALE = {k: float(np.sqrt(min(_AREAS.values()) / a)) for k, a in _AREAS.ite
 
 
 # --- textures: boolean patterns in rotated image coordinates (p, q), f cycles per unit ---
+
 
 def _stripes(p, q, f, rng):
     return np.sin(2 * np.pi * (f * p + rng.uniform())) > 0
@@ -240,8 +260,9 @@ def _background(rng, colour, x, y, amplitude):
     return np.clip(bg, 0, 255)
 
 
-def render(seed: int, split: str, label: int, index: int, size: int, variation: Variation,
-           classes: str = "shapes") -> np.ndarray:
+def render(
+    seed: int, split: str, label: int, index: int, size: int, variation: Variation, classes: str = "shapes"
+) -> np.ndarray:
     """One image, uint8 (size, size, 3), a pure function of its arguments."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), label, index]))
     shape, texture = CLASS_SETS[classes][label]
@@ -281,8 +302,11 @@ def render(seed: int, split: str, label: int, index: int, size: int, variation: 
     target = rng.uniform(*MEAN_RANGE, 3)
     dev = img - img.mean(axis=(0, 1))
     eps = 1e-6
-    s = min(1.0, *((255 - target) / np.maximum(dev.max(axis=(0, 1)), eps)),
-            *(target / np.maximum(-dev.min(axis=(0, 1)), eps)))
+    s = min(
+        1.0,
+        *((255 - target) / np.maximum(dev.max(axis=(0, 1)), eps)),
+        *(target / np.maximum(-dev.min(axis=(0, 1)), eps)),
+    )
     return np.clip(np.rint(target + s * dev), 0, 255).astype(np.uint8)
 
 
@@ -293,8 +317,17 @@ def encode_png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_dataset(out_dir, *, seed: int, num_classes: int, image_size: int, train_per_class: int,
-                  val_per_class: int, variation: Variation, classes: str = "shapes") -> dict:
+def write_dataset(
+    out_dir,
+    *,
+    seed: int,
+    num_classes: int,
+    image_size: int,
+    train_per_class: int,
+    val_per_class: int,
+    variation: Variation,
+    classes: str = "shapes",
+) -> dict:
     """Write an ImageFolder tree out_dir/{train,val}/cNN_name/NNNNN.png, atomically as a whole."""
     if classes not in CLASS_SETS:
         raise ValueError(f"data.embedded.classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")

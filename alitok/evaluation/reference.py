@@ -30,15 +30,26 @@ def split_images(manifest_csv, dataset_json, size: int) -> np.ndarray:
     return images.permute(0, 2, 3, 1).numpy()
 
 
-def load(spec: dict, net, weights, cache_dir, *, batch: int, manifest_csv=None, dataset_json=None,
-         image_size: int | None = None) -> dict:
+def load(
+    spec: dict,
+    net,
+    weights,
+    cache_dir,
+    *,
+    batch: int,
+    manifest_csv=None,
+    dataset_json=None,
+    image_size: int | None = None,
+) -> dict:
     """{"mu", "sigma", "pool", "name"} of the reference described by params `evaluation.reference`."""
     if spec["kind"] == "adm_npz":
         source = Path(spec["path"])
         if not source.is_file():
-            raise FileNotFoundError(f"ADM reference batch {source} not found: put the ADM evaluator's reference "
-                                    f"(e.g. VIRTUAL_imagenet256_labeled.npz from openai/guided-diffusion "
-                                    "evaluations) there, or set params evaluation.reference.path")
+            raise FileNotFoundError(
+                f"ADM reference batch {source} not found: put the ADM evaluator's reference "
+                f"(e.g. VIRTUAL_imagenet256_labeled.npz from openai/guided-diffusion "
+                "evaluations) there, or set params evaluation.reference.path"
+            )
     else:
         if manifest_csv is None:
             raise ValueError("a split reference needs the split's manifest")
@@ -58,8 +69,10 @@ def load(spec: dict, net, weights, cache_dir, *, batch: int, manifest_csv=None, 
             stats = {"mu": z["mu"].astype(np.float64), "sigma": z["sigma"].astype(np.float64)}
         pool = generative.features(images, net, batch)["pool"]
         if stats["mu"].shape[0] != pool.shape[1]:
-            raise ValueError(f"{source}: mu has {stats['mu'].shape[0]} dimensions, the extractor's pool features "
-                             f"{pool.shape[1]}: this reference batch was made with another network")
+            raise ValueError(
+                f"{source}: mu has {stats['mu'].shape[0]} dimensions, the extractor's pool features "
+                f"{pool.shape[1]}: this reference batch was made with another network"
+            )
     else:
         images = split_images(manifest_csv, dataset_json, image_size)
         pool = generative.features(images, net, batch)["pool"]

@@ -13,11 +13,13 @@ import json
 import math
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from alitok import atomic, plots
 from alitok.evaluation import summary
+
+if TYPE_CHECKING:  # pandas only where the report is written: the Snakefile imports FIGURES while it builds the DAG
+    import pandas as pd
 
 CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
 FIGURES = ("gfid_vs_params.png", "speed_vs_quality.png", "generator_curves.png")
@@ -51,17 +53,22 @@ def _rel(target, start) -> str:
 
 
 def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
-    lines = ["| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
-             "class-consistency | images/s (batch) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
+        "class-consistency | images/s (batch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in evals.items():
         speed = m.get("speed")
         last = next((r for r in reversed(logs.get(name, [])) if "val_loss" in r), {})
-        lines.append(f"| {name} | {m['protocol'].get('kind', 'alitok')} | {m['protocol'].get('control') or '–'} | "
-                     f"{_fmt(last.get('val_loss'))} | "
-                     f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
-                     f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
-                     f"{_fmt(m.get('class_consistency'))} | "
-                     f"{_fmt(speed['images_per_s'], 1) + ' (' + str(speed['batch']) + ')' if speed else '–'} |")
+        lines.append(
+            f"| {name} | {m['protocol'].get('kind', 'alitok')} | {m['protocol'].get('control') or '–'} | "
+            f"{_fmt(last.get('val_loss'))} | "
+            f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
+            f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
+            f"{_fmt(m.get('class_consistency'))} | "
+            f"{_fmt(speed['images_per_s'], 1) + ' (' + str(speed['batch']) + ')' if speed else '–'} |"
+        )
     return lines
 
 
@@ -76,92 +83,145 @@ def verdicts(evals: dict[str, dict], real: dict | None) -> list[str]:
         control = m["protocol"].get("control")
         if control:
             ok = abs(cc - chance) <= band
-            out.append(f"- Control `{name}`: class-consistency {cc:.1%}, chance {chance:.1%} ± {band:.1%} (3σ, n = {n}): "
-                       + ("**near chance, as it must be**." if ok else "**NOT near chance: the instrument is suspect**."))
+            out.append(
+                f"- Control `{name}`: class-consistency {cc:.1%}, chance {chance:.1%} ± {band:.1%} (3σ, n = {n}): "
+                + ("**near chance, as it must be**." if ok else "**NOT near chance: the instrument is suspect**.")
+            )
         else:
             ok = cc >= CC_GOAL
-            out.append(f"- `{name}`: class-consistency {cc:.1%} against the goal of {CC_GOAL:.0%}: "
-                       + ("**met**." if ok else "**not met**.")
-                       + (f" Ceiling (classifier on real held-out images): {real['class_consistency']:.1%}."
-                          if real and "class_consistency" in real else ""))
+            out.append(
+                f"- `{name}`: class-consistency {cc:.1%} against the goal of {CC_GOAL:.0%}: "
+                + ("**met**." if ok else "**not met**.")
+                + (
+                    f" Ceiling (classifier on real held-out images): {real['class_consistency']:.1%}."
+                    if real and "class_consistency" in real
+                    else ""
+                )
+            )
     return out
 
 
 def ctf_pairs(evals: dict[str, dict]) -> list[tuple[str, str]]:
     """(CTF run, plain run of the same scale): the fair comparison, same depth and width on the same tokens."""
-    return [(name, m["protocol"]["scale"]) for name, m in evals.items()
-            if m["protocol"].get("kind") == "ctf" and m["protocol"]["scale"] in evals]
+    return [
+        (name, m["protocol"]["scale"])
+        for name, m in evals.items()
+        if m["protocol"].get("kind") == "ctf" and m["protocol"]["scale"] in evals
+    ]
 
 
 def _ratio(a, b) -> str:
     return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
-def ctf_section(evals: dict, logs: dict, params_of: dict, cmap: dict | None, stage2_log: list,
-                redundancy: dict | None) -> list[str]:
+def ctf_section(
+    evals: dict, logs: dict, params_of: dict, cmap: dict | None, stage2_log: list, redundancy: dict | None
+) -> list[str]:
     """CTF beside the plain generator of its shape, its stage 2 and coarse map, and the redundancy measurement."""
     lines = ["## CTF: coarse-to-fine on the same tokens", ""]
     if cmap is not None:
         used = cmap.get("used_codes")
-        lines.append(f"- Coarse map: {cmap['codebook_size']} codes in {cmap['clusters']} clusters (k-means, "
-                     f"normalisation {cmap['normalisation']}, seed {cmap['seed']}; sizes {min(cmap['sizes'])}.."
-                     f"{max(cmap['sizes'])})" + ("" if used is None else
-                     f"; {used} codes used by the training tokens ({used / cmap['codebook_size']:.0%}), "
-                     f"{cmap['clusters_without_used_code']} clusters without a used code") + ".")
+        lines.append(
+            f"- Coarse map: {cmap['codebook_size']} codes in {cmap['clusters']} clusters (k-means, "
+            f"normalisation {cmap['normalisation']}, seed {cmap['seed']}; sizes {min(cmap['sizes'])}.."
+            f"{max(cmap['sizes'])})"
+            + (
+                ""
+                if used is None
+                else f"; {used} codes used by the training tokens ({used / cmap['codebook_size']:.0%}), "
+                f"{cmap['clusters_without_used_code']} clusters without a used code"
+            )
+            + "."
+        )
     last = next((r for r in reversed(stage2_log) if "val_loss" in r), None)
     if last is not None:
-        lines.append(f"- Stage 2 (one bidirectional model for every stage 1, trained on true coarse maps): held-out "
-                     f"fine-label loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.1%} after {last['step']} steps.")
+        lines.append(
+            f"- Stage 2 (one bidirectional model for every stage 1, trained on true coarse maps): held-out "
+            f"fine-label loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.1%} after {last['step']} steps."
+        )
     lines.append("")
     pairs = ctf_pairs(evals)
     if pairs:
-        lines += ["CTF against the plain generator of the same depth and width. CTF's parameters are both stages' "
-                  "(the papers' rows count stage 1 only). Held-out accuracy is over different label sets, so it is "
-                  "given per model, not as a ratio: stage 1 over the K coarse labels, stage 2 and the plain generator "
-                  "over the codebook.", "",
-                  "| CTF | plain | params (M) CTF / plain | gFID CTF / plain | class-consistency CTF / plain | "
-                  "images/s CTF / plain (ratio) | held-out accuracy: stage 1 (coarse) / stage 2 (fine) / plain (fine) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "CTF against the plain generator of the same depth and width. CTF's parameters are both stages' "
+            "(the papers' rows count stage 1 only). Held-out accuracy is over different label sets, so it is "
+            "given per model, not as a ratio: stage 1 over the K coarse labels, stage 2 and the plain generator "
+            "over the codebook.",
+            "",
+            "| CTF | plain | params (M) CTF / plain | gFID CTF / plain | class-consistency CTF / plain | "
+            "images/s CTF / plain (ratio) | held-out accuracy: stage 1 (coarse) / stage 2 (fine) / plain (fine) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         stage2_acc = None if last is None else last["val_acc"]
         for ctf, plain in pairs:
             a, b = evals[ctf], evals[plain]
-            acc = [next((r["val_acc"] for r in reversed(logs.get(n, [])) if "val_acc" in r), None) for n in (ctf, plain)]
+            acc = [
+                next((r["val_acc"] for r in reversed(logs.get(n, [])) if "val_acc" in r), None) for n in (ctf, plain)
+            ]
             speed = [m["speed"]["images_per_s"] if "speed" in m else None for m in (a, b)]
             size = [params_of[n] / 1e6 if n in params_of else None for n in (ctf, plain)]
-            lines.append(f"| {ctf} | {plain} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | {a['fid']:.2f} / {b['fid']:.2f} | "
-                         f"{_fmt(a.get('class_consistency'))} / {_fmt(b.get('class_consistency'))} | "
-                         f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
-                         f"{_fmt(acc[0])} / {_fmt(stage2_acc)} / {_fmt(acc[1])} |")
+            lines.append(
+                f"| {ctf} | {plain} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | {a['fid']:.2f} / {b['fid']:.2f} | "
+                f"{_fmt(a.get('class_consistency'))} / {_fmt(b.get('class_consistency'))} | "
+                f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
+                f"{_fmt(acc[0])} / {_fmt(stage2_acc)} / {_fmt(acc[1])} |"
+            )
             order = "lower" if a["fid"] < b["fid"] else "higher" if a["fid"] > b["fid"] else "equal"
             lines.append("")
-            lines.append(f"- `{ctf}` against `{plain}`: gFID {order} "
-                         f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
-                         f"target repeats it over seeds).")
+            lines.append(
+                f"- `{ctf}` against `{plain}`: gFID {order} "
+                f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
+                f"target repeats it over seeds)."
+            )
             if "chance" in a and "chance" in b:
                 band = [chance_band(m["chance"], m["num_samples"]) for m in (a, b)]
-                place = ["within" if abs(m["class_consistency"] - m["chance"]) <= w else
-                         "above" if m["class_consistency"] > m["chance"] else "below" for m, w in zip((a, b), band)]
-                lines.append(f"- Class-consistency: CTF {a['class_consistency']:.1%}, the plain generator "
-                             f"{b['class_consistency']:.1%}. Chance is {a['chance']:.1%} ± {band[0]:.1%} (3σ, n = "
-                             f"{a['num_samples']}): CTF is {place[0]} that band, the plain generator {place[1]} it.")
+                place = [
+                    "within"
+                    if abs(m["class_consistency"] - m["chance"]) <= w
+                    else "above"
+                    if m["class_consistency"] > m["chance"]
+                    else "below"
+                    for m, w in zip((a, b), band)
+                ]
+                lines.append(
+                    f"- Class-consistency: CTF {a['class_consistency']:.1%}, the plain generator "
+                    f"{b['class_consistency']:.1%}. Chance is {a['chance']:.1%} ± {band[0]:.1%} (3σ, n = "
+                    f"{a['num_samples']}): CTF is {place[0]} that band, the plain generator {place[1]} it."
+                )
             if all(speed):
-                lines.append("- images/s: two separate jobs; on a shared CPU their run-to-run noise can exceed the "
-                             "difference. `benchmarks/ctf.py` times both kinds side by side in one process.")
+                lines.append(
+                    "- images/s: two separate jobs; on a shared CPU their run-to-run noise can exceed the "
+                    "difference. `benchmarks/ctf.py` times both kinds side by side in one process."
+                )
         lines.append("")
     if redundancy is not None:
-        lines += ["Redundancy (the paper's Fig. 1b as numbers): every held-out token replaced by a random member of its "
-                  f"cluster (uniform, itself included), or by a random code of the whole codebook, then decoded ({redundancy['num_images']} images, "
-                  f"seed {redundancy['seed']}):", "",
-                  "| tokens | PSNR vs original (dB) | PSNR vs plain reconstruction (dB) | rFID |", "|---|---|---|---|"]
-        for key, label in (("reconstruction", "as encoded"), ("within_cluster", "swapped within the cluster"),
-                           ("whole_codebook", "swapped anywhere in the codebook")):
+        lines += [
+            "Redundancy (the paper's Fig. 1b as numbers): every held-out token replaced by a random member of its "
+            "cluster (uniform, itself included), or by a random code of the whole codebook, then decoded "
+            f"({redundancy['num_images']} images, "
+            f"seed {redundancy['seed']}):",
+            "",
+            "| tokens | PSNR vs original (dB) | PSNR vs plain reconstruction (dB) | rFID |",
+            "|---|---|---|---|",
+        ]
+        for key, label in (
+            ("reconstruction", "as encoded"),
+            ("within_cluster", "swapped within the cluster"),
+            ("whole_codebook", "swapped anywhere in the codebook"),
+        ):
             r = redundancy[key]
-            lines.append(f"| {label} | {r['psnr']:.2f} | {_fmt(r.get('psnr_vs_reconstruction'), 1)} | {r['rfid']:.2f} |")
+            lines.append(
+                f"| {label} | {r['psnr']:.2f} | {_fmt(r.get('psnr_vs_reconstruction'), 1)} | {r['rfid']:.2f} |"
+            )
         w, a, plain = redundancy["within_cluster"], redundancy["whole_codebook"], redundancy["reconstruction"]
         holds = w["psnr"] - a["psnr"] > 0 and w["rfid"] < a["rfid"]
-        lines += ["", f"- The redundancy finding {'**holds**' if holds else '**does not hold**'} here: a within-cluster "
-                  f"swap costs {plain['psnr'] - w['psnr']:.2f} dB and {w['rfid'] - plain['rfid']:+.1f} rFID, a swap "
-                  f"anywhere {plain['psnr'] - a['psnr']:.2f} dB and {a['rfid'] - plain['rfid']:+.1f} rFID.", ""]
+        lines += [
+            "",
+            f"- The redundancy finding {'**holds**' if holds else '**does not hold**'} here: a within-cluster "
+            f"swap costs {plain['psnr'] - w['psnr']:.2f} dB and {w['rfid'] - plain['rfid']:+.1f} rFID, a swap "
+            f"anywhere {plain['psnr'] - a['psnr']:.2f} dB and {a['rfid'] - plain['rfid']:+.1f} rFID.",
+            "",
+        ]
     return lines
 
 
@@ -198,10 +258,20 @@ def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, lo
             ax.scatter(r.value, match.value.min(), label=f"{r.paper}: {r.model} ({r.table.split('(')[-1].rstrip(')')})")
     for name, m in evals.items():
         if "speed" in m and not m["protocol"].get("control"):
-            ax.scatter(m["speed"]["images_per_s"], m["fid"], marker="*", s=150,
-                       label=f"ours: {name} ({m['speed']['hardware'].split(' (')[0]})")
-    ax.set(xscale="log", yscale="log", xlabel="images/s (batch 64 unless noted)", ylabel="gFID",
-           title="speed against quality")
+            ax.scatter(
+                m["speed"]["images_per_s"],
+                m["fid"],
+                marker="*",
+                s=150,
+                label=f"ours: {name} ({m['speed']['hardware'].split(' (')[0]})",
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="images/s (batch 64 unless noted)",
+        ylabel="gFID",
+        title="speed against quality",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     plots.save_figure(fig, fig_dir / FIGURES[1])
@@ -227,12 +297,31 @@ def param_count(checkpoint) -> int:
     return sum(v.numel() for v in torch.load(checkpoint, map_location="cpu", weights_only=False)["model"].values())
 
 
-def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=None, tokenizer_metrics=(),
-        comparison=None, generator_logs=(), generators=(), tokenizer_logs=(), metrics_out=None, curves_dir=None,
-        ctf_map=None, ctf_stage2=None, ctf_stage2_log=None, ctf_redundancy=None) -> None:
+def run(
+    *,
+    out,
+    fig_dir,
+    evaluations: list,
+    paper_csv,
+    real=None,
+    classifier=None,
+    tokenizer_metrics=(),
+    comparison=None,
+    generator_logs=(),
+    generators=(),
+    tokenizer_logs=(),
+    metrics_out=None,
+    curves_dir=None,
+    ctf_map=None,
+    ctf_stage2=None,
+    ctf_stage2_log=None,
+    ctf_redundancy=None,
+) -> None:
     out, fig_dir = Path(out), Path(fig_dir)
     evals = {run_name(p): _load(p) for p in evaluations}
     real_m = _load(real) if real else None
+    import pandas as pd
+
     paper = pd.read_csv(paper_csv)
     logs = {Path(p).parent.name: plots.read_log(p) for p in generator_logs}
     params_of = {Path(g).parent.name: param_count(g) for g in generators}
@@ -245,59 +334,92 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
     redundancy = _load(ctf_redundancy) if ctf_redundancy else None
     profile = next(iter(evals.values()))["protocol"]["profile"] if evals else "?"
 
-    lines = [f"# Report: params profile `{profile}`", "",
-             "Written by `alitok report` from this folder's metrics files. Every number below was computed by this "
-             "pipeline run; the papers' numbers come from `results/paper/published.csv`.", ""]
+    lines = [
+        f"# Report: params profile `{profile}`",
+        "",
+        "Written by `alitok report` from this folder's metrics files. Every number below was computed by this "
+        "pipeline run; the papers' numbers come from `results/paper/published.csv`.",
+        "",
+    ]
     lines += ["## Context", ""]
     if classifier:
         c = _load(classifier)
-        lines.append(f"- Evaluation classifier, held-out accuracy: {c['val_accuracy']:.1%} (the ceiling of "
-                     "class-consistency).")
+        lines.append(
+            f"- Evaluation classifier, held-out accuracy: {c['val_accuracy']:.1%} (the ceiling of class-consistency)."
+        )
     if real_m:
-        lines.append(f"- Real held-out images against the reference: FID {real_m['fid']:.2f} (the floor), "
-                     f"precision {real_m['precision']:.3f}, recall {real_m['recall']:.3f}"
-                     + (f", class-consistency {real_m['class_consistency']:.1%}" if "class_consistency" in real_m else "")
-                     + f" (n = {real_m['num_samples']}).")
+        lines.append(
+            f"- Real held-out images against the reference: FID {real_m['fid']:.2f} (the floor), "
+            f"precision {real_m['precision']:.3f}, recall {real_m['recall']:.3f}"
+            + (f", class-consistency {real_m['class_consistency']:.1%}" if "class_consistency" in real_m else "")
+            + f" (n = {real_m['num_samples']})."
+        )
     if evals:
         p = next(iter(evals.values()))["protocol"]
-        lines.append(f"- Extractor: `{p['extractor']}`; reference: `{p['reference']['key']}`; precision/recall k = "
-                     f"{p['prc_k']}; IS splits {p['isc_splits']}.")
+        lines.append(
+            f"- Extractor: `{p['extractor']}`; reference: `{p['reference']['key']}`; precision/recall k = "
+            f"{p['prc_k']}; IS splits {p['isc_splits']}."
+        )
     lines.append("")
 
     if tokenizer_metrics:
-        lines += ["## Tokenizer", "", "| stage | PSNR (dB) | SSIM | rFID | class accuracy of reconstructions |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Tokenizer",
+            "",
+            "| stage | PSNR (dB) | SSIM | rFID | class accuracy of reconstructions |",
+            "|---|---|---|---|---|",
+        ]
         for path in tokenizer_metrics:
             m = _load(path)
             name = Path(path).name.replace("_metrics.json", "")
-            lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['rfid']:.2f} | "
-                         f"{m.get('recon_class_accuracy', float('nan')):.1%} |")
+            lines.append(
+                f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['rfid']:.2f} | "
+                f"{m.get('recon_class_accuracy', float('nan')):.1%} |"
+            )
         lines.append("")
         if comparison:
             verdict = [ln for ln in Path(comparison).read_text().splitlines() if "hold" in ln.lower()]
-            lines += [f"Stage 2 against stage 1 continued ([stage_comparison.md]({_rel(comparison, out)})): "
-                      + (verdict[0].strip() if verdict else "see the file."), ""]
+            lines += [
+                f"Stage 2 against stage 1 continued ([stage_comparison.md]({_rel(comparison, out)})): "
+                + (verdict[0].strip() if verdict else "see the file."),
+                "",
+            ]
 
-    lines += ["## Generator", "", "Class gain: held-out loss with the null label minus with the true label; near 0 the "
-              "model ignores its class and guidance has nothing to amplify.", ""]
+    lines += [
+        "## Generator",
+        "",
+        "Class gain: held-out loss with the null label minus with the true label; near 0 the "
+        "model ignores its class and guidance has nothing to amplify.",
+        "",
+    ]
     lines += generator_table(evals, logs) + [""]
     if any(m["protocol"].get("kind") == "ctf" for m in evals.values()):
-        lines += ["Rows of kind `ctf` show stage 1's held-out loss and class gain, over the K coarse labels: not "
-                  "comparable with the plain rows' values over the codebook (stage 2 is in the CTF section).", ""]
+        lines += [
+            "Rows of kind `ctf` show stage 1's held-out loss and class gain, over the K coarse labels: not "
+            "comparable with the plain rows' values over the codebook (stage 2 is in the CTF section).",
+            "",
+        ]
     lines += verdicts(evals, real_m) + [""]
     for name in evals:
         p = evals[name]["protocol"]
-        lines.append(f"- `{name}` protocol: {p.get('num_samples')} samples, labels {p.get('label_layout')}, guidance "
-                     f"{p.get('guidance')} ({p.get('guidance_schedule')}), temperature {p.get('temperature')}, top-k "
-                     f"{p.get('top_k')}, top-p {p.get('top_p')}, uint8 {p.get('uint8')}, weights {p.get('weights')}, "
-                     f"seed {p.get('sample_seed')}"
-                     + (f"; CTF: temperature is stage 1's τ1, top-k is stage 2's, τ2 {p['tau2']}, stage 2 restricted "
-                        f"to the sampled cluster {p['restrict']}, K {p['clusters']}" if p.get("kind") == "ctf" else "")
-                     + ".")
+        lines.append(
+            f"- `{name}` protocol: {p.get('num_samples')} samples, labels {p.get('label_layout')}, guidance "
+            f"{p.get('guidance')} ({p.get('guidance_schedule')}), temperature {p.get('temperature')}, top-k "
+            f"{p.get('top_k')}, top-p {p.get('top_p')}, uint8 {p.get('uint8')}, weights {p.get('weights')}, "
+            f"seed {p.get('sample_seed')}"
+            + (
+                f"; CTF: temperature is stage 1's τ1, top-k is stage 2's, τ2 {p['tau2']}, stage 2 restricted "
+                f"to the sampled cluster {p['restrict']}, K {p['clusters']}"
+                if p.get("kind") == "ctf"
+                else ""
+            )
+            + "."
+        )
     speeds = [m["speed"] for m in evals.values() if "speed" in m]
     if speeds:
-        lines.append(f"- Sampling speed measured on: {speeds[0]['hardware']}, {speeds[0]['precision']}, "
-                     "with decoding to pixels.")
+        lines.append(
+            f"- Sampling speed measured on: {speeds[0]['hardware']}, {speeds[0]['precision']}, with decoding to pixels."
+        )
     lines.append("")
 
     if cmap is not None or ctf_pairs(evals):
@@ -306,19 +428,34 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
     lines += ["## The papers' numbers", ""]
     like = {n: m for n, m in evals.items() if comparable(m) and not m["protocol"].get("control")}
     if like:
-        lines += ["Same data and extractor as the papers (Inception, ADM reference): the gap is meaningful.", "",
-                  "| run | our gFID | paper rows (gFID) |", "|---|---|---|"]
+        lines += [
+            "Same data and extractor as the papers (Inception, ADM reference): the gap is meaningful.",
+            "",
+            "| run | our gFID | paper rows (gFID) |",
+            "|---|---|---|",
+        ]
         rows = paper_rows(paper)
         for n, m in like.items():
-            lines.append(f"| {n} | {m['fid']:.3f} | " + "; ".join(
-                f"{r.model} {r.value} ({r.table}, {r.version})" for r in rows.itertuples() if r.paper == "alitok") + " |")
+            lines.append(
+                f"| {n} | {m['fid']:.3f} | "
+                + "; ".join(
+                    f"{r.model} {r.value} ({r.table}, {r.version})" for r in rows.itertuples() if r.paper == "alitok"
+                )
+                + " |"
+            )
     else:
-        lines += ["These runs use the embedded data and the domain classifier, so no gap to the papers is computed; "
-                  "their ImageNet rows are context only.", "", "| paper | table | model | params (M) | gFID | source |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "These runs use the embedded data and the domain classifier, so no gap to the papers is computed; "
+            "their ImageNet rows are context only.",
+            "",
+            "| paper | table | model | params (M) | gFID | source |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in paper_rows(paper).itertuples():
-            lines.append(f"| {r.paper} ({r.version}) | {r.table} | {r.model} | {r.params_m} | {r.value} | "
-                         f"{r.source}, {r.evidence} |")
+            lines.append(
+                f"| {r.paper} ({r.version}) | {r.table} | {r.model} | {r.params_m} | {r.value} | "
+                f"{r.source}, {r.evidence} |"
+            )
     lines.append("")
 
     figures(fig_dir, evals, params_of, paper, logs)
@@ -335,8 +472,17 @@ def run(*, out, fig_dir, evaluations: list, paper_csv, real=None, classifier=Non
         curve_logs |= {f"tokenizer_{Path(p).name.replace('_log.jsonl', '')}": plots.read_log(p) for p in tokenizer_logs}
         if ctf_stage2_log:
             curve_logs["ctf_stage2"] = stage2_log
-        summary.write(metrics_out, curves_dir, summary.metrics(
-            evaluations=evals, generator_logs=logs, real=real_m, tokenizer=tok,
-            classifier=_load(classifier) if classifier else None,
-            ctf={"coarse_map": cmap, "stage2_log": stage2_log, "redundancy": redundancy}), summary.curves(curve_logs))
+        summary.write(
+            metrics_out,
+            curves_dir,
+            summary.metrics(
+                evaluations=evals,
+                generator_logs=logs,
+                real=real_m,
+                tokenizer=tok,
+                classifier=_load(classifier) if classifier else None,
+                ctf={"coarse_map": cmap, "stage2_log": stage2_log, "redundancy": redundancy},
+            ),
+            summary.curves(curve_logs),
+        )
     atomic.write_text(out, "\n".join(lines) + "\n")

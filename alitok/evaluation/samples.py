@@ -37,8 +37,9 @@ def hardware() -> str:
 
 
 @torch.no_grad()
-def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: int, repeats: int, ctf_stage2=None,
-                   coarse_map=None) -> dict:
+def sampling_speed(
+    generator_path, tokenizer_path, p: dict, scale: str, batch: int, repeats: int, ctf_stage2=None, coarse_map=None
+) -> dict:
     """Images/s of generate + decode at `batch`, after one untimed warm-up call, with the run's own settings (CTF:
     both stages)."""
     from alitok.generator.sample import drawer, load_models
@@ -60,42 +61,90 @@ def sampling_speed(generator_path, tokenizer_path, p: dict, scale: str, batch: i
     for _ in range(repeats):
         once()
     seconds = time.perf_counter() - start
-    return {"images_per_s": batch * repeats / seconds, "batch": batch, "repeats": repeats, "hardware": hardware(),
-            "precision": "fp32", "includes_decoding": True}
+    return {
+        "images_per_s": batch * repeats / seconds,
+        "batch": batch,
+        "repeats": repeats,
+        "hardware": hardware(),
+        "precision": "fp32",
+        "includes_decoding": True,
+    }
 
 
 def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict, ctf: bool = False) -> dict:
     """Every setting that moves the numbers, stored with them."""
     e = p["evaluation"]
-    out = {"profile": p["name"], "num_samples": num_samples, "reference": {**e["reference"], "key": ref["name"]},
-           "extractor": e["extractor"], "prc_k": e["prc_k"], "isc_splits": e["isc_splits"]}
+    out = {
+        "profile": p["name"],
+        "num_samples": num_samples,
+        "reference": {**e["reference"], "key": ref["name"]},
+        "extractor": e["extractor"],
+        "prc_k": e["prc_k"],
+        "isc_splits": e["isc_splits"],
+    }
     if scale is not None:
         s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
         guide = p["ctf"]["sampling"] if ctf else sc  # CTF's stage 1 follows ctf.sampling, not the scale's guidance
-        out.update(kind="ctf" if ctf else "alitok", scale=scale, control=control, weights="raw (no EMA)",
-                   guidance=guide["guidance"], guidance_schedule="constant" if guide["guidance_power"] is None else
-                   f"cosine-power, power {guide['guidance_power']}", uint8=s["uint8"], label_layout=s["labels"],
-                   sample_seed=sc["sample_seed"])
+        out.update(
+            kind="ctf" if ctf else "alitok",
+            scale=scale,
+            control=control,
+            weights="raw (no EMA)",
+            guidance=guide["guidance"],
+            guidance_schedule="constant"
+            if guide["guidance_power"] is None
+            else f"cosine-power, power {guide['guidance_power']}",
+            uint8=s["uint8"],
+            label_layout=s["labels"],
+            sample_seed=sc["sample_seed"],
+        )
         if ctf:
-            out.update(temperature=guide["tau1"], tau2=guide["tau2"], top_k=guide["top_k"], top_p=1.0,
-                       restrict=guide["restrict"], clusters=p["ctf"]["clusters"]["count"])
+            out.update(
+                temperature=guide["tau1"],
+                tau2=guide["tau2"],
+                top_k=guide["top_k"],
+                top_p=1.0,
+                restrict=guide["restrict"],
+                clusters=p["ctf"]["clusters"]["count"],
+            )
         else:
             out.update(temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
     return out
 
 
-def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=None, dataset_json=None,
-        reference_manifest=None, scale: str | None = None, control: str | None = None, generator=None,
-        tokenizer=None, ctf_stage2=None, coarse_map=None) -> dict:
+def run(
+    p: dict,
+    *,
+    out,
+    extractor_weights,
+    cache_dir,
+    samples=None,
+    real_split=None,
+    dataset_json=None,
+    reference_manifest=None,
+    scale: str | None = None,
+    control: str | None = None,
+    generator=None,
+    tokenizer=None,
+    ctf_stage2=None,
+    coarse_map=None,
+) -> dict:
     """Metrics JSON of `samples` (an ADM archive) or of the real images listed in `real_split` (a manifest)."""
     e = p["evaluation"]
     if (samples is None) == (real_split is None):
         raise ValueError("evaluate exactly one of: a sample archive, a real split")
     cuda = torch.cuda.is_available()
     net = generative.extractor(e["extractor"], extractor_weights, cuda=cuda)
-    ref = reference.load(e["reference"], net, extractor_weights, cache_dir, batch=e["batch"],
-                         manifest_csv=reference_manifest, dataset_json=dataset_json,
-                         image_size=p["data"]["image_size"])
+    ref = reference.load(
+        e["reference"],
+        net,
+        extractor_weights,
+        cache_dir,
+        batch=e["batch"],
+        manifest_csv=reference_manifest,
+        dataset_json=dataset_json,
+        image_size=p["data"]["image_size"],
+    )
     if samples is not None:
         images, labels = read_npz(samples)
     else:
@@ -108,7 +157,10 @@ def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=
     precision, recall = generative.precision_recall(feats["pool"], ref["pool"], e["prc_k"])
     metrics = {
         "fid": generative.fid(generative.statistics(feats["pool"]), ref),
-        "is": isc_mean, "is_std": isc_std, "precision": precision, "recall": recall,
+        "is": isc_mean,
+        "is_std": isc_std,
+        "precision": precision,
+        "recall": recall,
         "num_samples": len(images),
         "protocol": protocol(p, scale, control, len(images), ref, ctf=ctf_stage2 is not None),
         "extractor_weights_sha256": generative.weights_digest(extractor_weights, 64),
@@ -120,10 +172,17 @@ def run(p: dict, *, out, extractor_weights, cache_dir, samples=None, real_split=
 
         metrics["chance"] = 1.0 / len(manifest.read_dataset_info(dataset_json)["classes"])
     if generator is not None and tokenizer is not None:
-        metrics["speed"] = sampling_speed(generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"],
-                                          ctf_stage2, coarse_map)
+        metrics["speed"] = sampling_speed(
+            generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"], ctf_stage2, coarse_map
+        )
     atomic.write_json(out, metrics)
-    log.info("evaluated %s: FID %.3f, IS %.2f, precision %.3f, recall %.3f%s", metrics["source"], metrics["fid"],
-             isc_mean, precision, recall,
-             f", class-consistency {metrics['class_consistency']:.3f}" if "class_consistency" in metrics else "")
+    log.info(
+        "evaluated %s: FID %.3f, IS %.2f, precision %.3f, recall %.3f%s",
+        metrics["source"],
+        metrics["fid"],
+        isc_mean,
+        precision,
+        recall,
+        f", class-consistency {metrics['class_consistency']:.3f}" if "class_consistency" in metrics else "",
+    )
     return metrics

@@ -24,8 +24,15 @@ def _last(records: list[dict], key: str):
     return next((r[key] for r in reversed(records) if key in r), None)
 
 
-def metrics(*, evaluations: dict[str, dict], generator_logs: dict[str, list], real: dict | None = None,
-            classifier: dict | None = None, tokenizer: dict[str, dict] | None = None, ctf: dict | None = None) -> dict:
+def metrics(
+    *,
+    evaluations: dict[str, dict],
+    generator_logs: dict[str, list],
+    real: dict | None = None,
+    classifier: dict | None = None,
+    tokenizer: dict[str, dict] | None = None,
+    ctf: dict | None = None,
+) -> dict:
     """Headline numbers, nested by stage and run; only numbers, so every key is comparable across experiments."""
     out: dict = {}
     if classifier is not None:
@@ -52,8 +59,10 @@ def metrics(*, evaluations: dict[str, dict], generator_logs: dict[str, list], re
         if ctf.get("stage2_log"):
             c["stage2"] = {k: v for k in ("val_loss", "val_acc") if (v := _last(ctf["stage2_log"], k)) is not None}
         if ctf.get("redundancy"):
-            c["redundancy"] = {swap: _pick(ctf["redundancy"][swap], ("psnr", "rfid"))
-                               for swap in ("reconstruction", "within_cluster", "whole_codebook")}
+            c["redundancy"] = {
+                swap: _pick(ctf["redundancy"][swap], ("psnr", "rfid"))
+                for swap in ("reconstruction", "within_cluster", "whole_codebook")
+            }
         out["ctf"] = c
     return out
 
@@ -62,9 +71,12 @@ def curve_names(generator_runs, tokenizer_stages, others=()) -> dict[str, list[s
     """The curve files a run of the pipeline has, by kind: declared as outputs so that a missing one is an error.
     The untrained control has no training loss, only its held-out point; the tokenizer logs no held-out loss;
     `others` (CTF's stage 2) log both."""
-    return {"train": [f"generator_{r}" for r in generator_runs if not r.endswith("-untrained")]
-            + [f"tokenizer_{s}" for s in tokenizer_stages] + list(others),
-            "heldout": [f"generator_{r}" for r in generator_runs] + list(others)}
+    return {
+        "train": [f"generator_{r}" for r in generator_runs if not r.endswith("-untrained")]
+        + [f"tokenizer_{s}" for s in tokenizer_stages]
+        + list(others),
+        "heldout": [f"generator_{r}" for r in generator_runs] + list(others),
+    }
 
 
 def curves(logs: dict[str, list]) -> dict[str, dict[str, list[dict]]]:

@@ -25,15 +25,28 @@ from alitok.tokenizer.release import ReleaseError, load_tokenizer
 
 
 @torch.no_grad()
-def run(p: dict, *, scale: str, generator_path, tokenizer_path, classifier_path, num_samples: int,
-        guidance: list[float], powers: list[float | None], temperatures: list[float], out) -> pd.DataFrame:
+def run(
+    p: dict,
+    *,
+    scale: str,
+    generator_path,
+    tokenizer_path,
+    classifier_path,
+    num_samples: int,
+    guidance: list[float],
+    powers: list[float | None],
+    temperatures: list[float],
+    out,
+) -> pd.DataFrame:
     """One row per (guidance, power, temperature): class-consistency of `num_samples` samples, written as CSV."""
     model = load_generator(generator_path).eval()
     tokenizer = load_tokenizer(tokenizer_path).eval()
     classifier, meta = load_classifier(classifier_path)
     if len(meta["classes"]) != model.config.num_classes:
-        raise ReleaseError(f"classifier {classifier_path} knows {len(meta['classes'])} classes, generator "
-                           f"{generator_path} {model.config.num_classes}")
+        raise ReleaseError(
+            f"classifier {classifier_path} knows {len(meta['classes'])} classes, generator "
+            f"{generator_path} {model.config.num_classes}"
+        )
     s = p["generator"]["sampling"]
     labels = torch.as_tensor(sample_labels(num_samples, model.config.num_classes, s["labels"]))
     rows = []
@@ -49,8 +62,15 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, classifier_path,
             codes = draw(batch, torch.arange(start, start + len(batch)))
             images = torch.from_numpy(to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])).permute(0, 3, 1, 2)
             hits += int((predict(classifier, images, len(images)) == batch).sum())
-        rows.append({"guidance": g, "guidance_power": w, "temperature": t, "num_samples": num_samples,
-                     "class_consistency": hits / num_samples})
+        rows.append(
+            {
+                "guidance": g,
+                "guidance_power": w,
+                "temperature": t,
+                "num_samples": num_samples,
+                "class_consistency": hits / num_samples,
+            }
+        )
     table = pd.DataFrame(rows)
     with atomic.atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)

@@ -25,8 +25,10 @@ def released_labels(n: int, num_classes: int, world: int, batch: int) -> np.ndar
     the contiguous slice r·S..(r+1)·S of [0..C−1]*, S = n/world, in batches; sample i of iteration `it` on rank r
     is file k = it·batch·world + i·world + r."""
     if n % (batch * world):
-        raise ParamsError(f"generator.sampling: the released label layout needs num_samples ({n}) divisible by "
-                          f"batch x world ({batch} x {world}, generator.sampling.labels)")
+        raise ParamsError(
+            f"generator.sampling: the released label layout needs num_samples ({n}) divisible by "
+            f"batch x world ({batch} x {world}, generator.sampling.labels)"
+        )
     k = np.arange(n)
     r, i, it = k % world, (k // world) % batch, k // (batch * world)
     return (r * (n // world) + it * batch + i) % num_classes
@@ -79,13 +81,17 @@ def read_npz(path) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{path}: no arr_0 (ADM layout: arr_0 uint8 NHWC images, arr_1 labels); has {names}")
         info = zf.getinfo("arr_0.npy")
         if info.compress_type != zipfile.ZIP_STORED:
-            raise ValueError(f"{path}: arr_0 is compressed (np.savez_compressed); re-save it with np.savez to "
-                             "evaluate it memory-mapped")
+            raise ValueError(
+                f"{path}: arr_0 is compressed (np.savez_compressed); re-save it with np.savez to "
+                "evaluate it memory-mapped"
+            )
         labels = np.load(zf.open("arr_1.npy")) if "arr_1.npy" in names else None
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)  # zip local file header: name and extra-field lengths at bytes 26..29
-        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        start = (
+            info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        )
         f.seek(start)
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0

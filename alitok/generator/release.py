@@ -15,8 +15,14 @@ import torch
 
 from alitok import atomic
 from alitok.models.generator import SIZES, Generator, GeneratorConfig, rope_table
-from alitok.tokenizer.release import (ReleaseError, _fmt, _torch_load, assign_weights, read_project_checkpoint,
-                                     release_config)
+from alitok.tokenizer.release import (
+    ReleaseError,
+    _fmt,
+    _torch_load,
+    assign_weights,
+    read_project_checkpoint,
+    release_config,
+)
 
 FORMAT = "alitok-generator/1"
 
@@ -71,10 +77,24 @@ def import_release(src_path, out_path, size: str | None = None) -> dict:
     cfg = GeneratorConfig.named("alitok", size, **release_geometry())
     mapped = check_state(state, cfg, src_path.name)
     sha = atomic.sha256_file(src_path)
-    atomic.torch_save(out_path, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": mapped,
-                                 "source": {"file": src_path.name, "sha256": sha, "size": size}})
-    return {"out": str(out_path), "source": src_path.name, "size": size, "sha256": sha, "tensors": len(mapped),
-            "values": sum(v.numel() for v in mapped.values())}
+    atomic.torch_save(
+        out_path,
+        {
+            "format": FORMAT,
+            "kind": "generator",
+            "config": asdict(cfg),
+            "model": mapped,
+            "source": {"file": src_path.name, "sha256": sha, "size": size},
+        },
+    )
+    return {
+        "out": str(out_path),
+        "source": src_path.name,
+        "size": size,
+        "sha256": sha,
+        "tensors": len(mapped),
+        "values": sum(v.numel() for v in mapped.values()),
+    }
 
 
 def load_generator(path) -> Generator:

@@ -40,9 +40,11 @@ def load_models(p: dict, generator_path, device, ctf_stage2=None, coarse_map=Non
     cmap = read_map(coarse_map)
     k = cmap["clusters"]
     if model.config.vocab_size != k or stage2.config.in_vocab != k or stage2.config.causal:
-        raise ReleaseError(f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "
-                           f"{stage2.config.in_vocab}, causal={stage2.config.causal}) do not fit the {k} clusters "
-                           f"of {coarse_map}")
+        raise ReleaseError(
+            f"CTF models {generator_path} (emits {model.config.vocab_size}) and {ctf_stage2} (reads "
+            f"{stage2.config.in_vocab}, causal={stage2.config.causal}) do not fit the {k} clusters "
+            f"of {coarse_map}"
+        )
     return model, {"stage2": stage2, "f2c": torch.tensor(cmap["fine_to_coarse"], device=device), **p["ctf"]["sampling"]}
 
 
@@ -52,17 +54,47 @@ def drawer(p: dict, scale: str, model, ctf):
 
     def draw(labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if ctf is None:
-            return generate(model, labels, ids, seed=sc["sample_seed"], guidance=sc["guidance"],
-                            power=sc["guidance_power"], temperature=s["temperature"], top_k=s["top_k"], top_p=s["top_p"])
-        return generate_ctf(model, ctf["stage2"], ctf["f2c"], labels, ids, seed=sc["sample_seed"],
-                            guidance=ctf["guidance"], power=ctf["guidance_power"], tau1=ctf["tau1"], tau2=ctf["tau2"],
-                            top_k=ctf["top_k"], restrict=ctf["restrict"])[1]
+            return generate(
+                model,
+                labels,
+                ids,
+                seed=sc["sample_seed"],
+                guidance=sc["guidance"],
+                power=sc["guidance_power"],
+                temperature=s["temperature"],
+                top_k=s["top_k"],
+                top_p=s["top_p"],
+            )
+        return generate_ctf(
+            model,
+            ctf["stage2"],
+            ctf["f2c"],
+            labels,
+            ids,
+            seed=sc["sample_seed"],
+            guidance=ctf["guidance"],
+            power=ctf["guidance_power"],
+            tau1=ctf["tau1"],
+            tau2=ctf["tau2"],
+            top_k=ctf["top_k"],
+            restrict=ctf["restrict"],
+        )[1]
 
     return draw
 
 
-def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_archive, out_grid,
-        ctf_stage2=None, coarse_map=None) -> dict:
+def run(
+    p: dict,
+    *,
+    scale: str,
+    generator_path,
+    tokenizer_path,
+    work_dir,
+    out_archive,
+    out_grid,
+    ctf_stage2=None,
+    coarse_map=None,
+) -> dict:
     """With `ctf_stage2` and `coarse_map`, `generator_path` is CTF's stage 1 and samples follow `ctf.sampling`."""
     d = distributed.setup()
     s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
@@ -71,9 +103,11 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
     size = tokenizer.config.image_size
     if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
-        raise ReleaseError(f"generator {ctf_stage2 or generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, "
-                           f"tokenizer {tokenizer_path} decodes {tokenizer.config.seq_len} over "
-                           f"{tokenizer.config.codebook_size}")
+        raise ReleaseError(
+            f"generator {ctf_stage2 or generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, "
+            f"tokenizer {tokenizer_path} decodes {tokenizer.config.seq_len} over "
+            f"{tokenizer.config.codebook_size}"
+        )
     n = s["num_samples"]
     labels = sample_labels(n, cfg.num_classes, s["labels"])
     if n % d.world_size:
@@ -82,10 +116,20 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     lo, hi = d.rank * per, (d.rank + 1) * per
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    key = {"generator": atomic.sha256_file(generator_path), "tokenizer": atomic.sha256_file(tokenizer_path),
-           "sampling": s, "scale": sc, "world": d.world_size,
-           "ctf": None if ctf is None else {"stage2": atomic.sha256_file(ctf_stage2), "map": atomic.sha256_file(coarse_map),
-                                            "sampling": p["ctf"]["sampling"]}}
+    key = {
+        "generator": atomic.sha256_file(generator_path),
+        "tokenizer": atomic.sha256_file(tokenizer_path),
+        "sampling": s,
+        "scale": sc,
+        "world": d.world_size,
+        "ctf": None
+        if ctf is None
+        else {
+            "stage2": atomic.sha256_file(ctf_stage2),
+            "map": atomic.sha256_file(coarse_map),
+            "sampling": p["ctf"]["sampling"],
+        },
+    }
     block, progress = work_dir / f"block-{d.rank:03d}.npy", work_dir / f"progress-{d.rank:03d}.json"
     done = 0
     if progress.exists() and block.exists():
@@ -98,7 +142,10 @@ def run(p: dict, *, scale: str, generator_path, tokenizer_path, work_dir, out_ar
     bar = tqdm(total=per, initial=done, desc=f"sample {scale}", unit="img", file=sys.stderr, disable=not d.is_main)
     for start in range(lo + done, hi, s["batch"]):
         stop = min(start + s["batch"], hi)
-        batch_labels, ids = torch.as_tensor(labels[start:stop], device=d.device), torch.arange(start, stop, device=d.device)
+        batch_labels, ids = (
+            torch.as_tensor(labels[start:stop], device=d.device),
+            torch.arange(start, stop, device=d.device),
+        )
         codes = draw(batch_labels, ids)
         with torch.no_grad():
             images[start - lo : stop - lo] = to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])

@@ -67,9 +67,19 @@ def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> to
 
 
 @torch.no_grad()
-def generate(model: Generator, labels: torch.Tensor, sample_ids: torch.Tensor, *, seed: int, guidance: float = 1.0,
-             power: float | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             kv_cache: bool = True) -> torch.Tensor:
+def generate(
+    model: Generator,
+    labels: torch.Tensor,
+    sample_ids: torch.Tensor,
+    *,
+    seed: int,
+    guidance: float = 1.0,
+    power: float | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    kv_cache: bool = True,
+) -> torch.Tensor:
     """Codes (B, seq_len) for class `labels` (B,); `sample_ids` (B,) are the samples' global indices.
 
     Guidance runs [cond ; uncond] as one batch and mixes logits u + w·(c − u) when the scale is not 1 at

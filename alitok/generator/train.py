@@ -33,10 +33,11 @@ from tqdm import tqdm
 from alitok import atomic, plots
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
-from alitok.generator.config import CONTROLS, ctf_config, geometry, model_config, scale_params, training_section, training_steps
-from alitok.generator.release import FORMAT
-from alitok.models.generator import Generator
 from alitok.data.loader import train_loader
+from alitok.generator.config import ctf_config, geometry, model_config
+from alitok.generator.release import FORMAT
+from alitok.generator.runs import CONTROLS, scale_params, training_section, training_steps
+from alitok.models.generator import Generator
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
@@ -44,9 +45,12 @@ from alitok.training.precision import Precision
 log = logging.getLogger("alitok.generator")
 
 # (label, log keys, log scale) of the training-curve figure
-CURVES = [("cross-entropy", ["loss", "val_loss"], True), ("next-token accuracy", ["acc", "val_acc"], False),
-          ("class gain (nats/token, null - true label)", ["val_class_gain"], False),
-          ("throughput (tokens/s)", ["tokens_per_s"], False)]
+CURVES = [
+    ("cross-entropy", ["loss", "val_loss"], True),
+    ("next-token accuracy", ["acc", "val_acc"], False),
+    ("class gain (nats/token, null - true label)", ["val_class_gain"], False),
+    ("throughput (tokens/s)", ["tokens_per_s"], False),
+]
 
 
 def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, int]:
@@ -65,8 +69,11 @@ def optimizer(model: Generator, opt: dict) -> torch.optim.AdamW:
     tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     decay = [q for q in model.parameters() if q.dim() >= 2 and id(q) not in tables]
     rest = [q for q in model.parameters() if q.dim() < 2 or id(q) in tables]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": opt["weight_decay"]},
-                              {"params": rest, "weight_decay": 0.0}], lr=0.0, betas=tuple(opt["betas"]))
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": rest, "weight_decay": 0.0}],
+        lr=0.0,
+        betas=tuple(opt["betas"]),
+    )
 
 
 def next_token_stats(logits: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,9 +100,13 @@ def held_out_batches(val: TokenShards, batch: int, count: int) -> list[tuple[tor
     """The first `count` batches of held-out (labels, codes), centre crop, no label dropout: a fixed set."""
     n = min(len(val), batch * count)
     items = [val[i] for i in range(n)]
-    return [(torch.tensor([lab for _, lab in items[s : s + batch]]),
-             torch.stack([torch.from_numpy(c[0].astype("int64")) for c, _ in items[s : s + batch]]))
-            for s in range(0, n, batch)]
+    return [
+        (
+            torch.tensor([lab for _, lab in items[s : s + batch]]),
+            torch.stack([torch.from_numpy(c[0].astype("int64")) for c, _ in items[s : s + batch]]),
+        )
+        for s in range(0, n, batch)
+    ]
 
 
 @torch.no_grad()
@@ -108,16 +119,28 @@ def evaluate(model, batches, device, autocast, targets: Targets = Targets(None, 
         labels = labels.to(device)
         inputs, codes = targets(codes.to(device))
         with autocast():
-            l, a = next_token_stats(model(labels, inputs), codes)
+            lv, a = next_token_stats(model(labels, inputs), codes)
             n, _ = next_token_stats(model(torch.full_like(labels, model.config.null_class), inputs), codes)
-        loss, acc, null_loss = loss + l.item(), acc + a.item(), null_loss + n.item()
+        loss, acc, null_loss = loss + lv.item(), acc + a.item(), null_loss + n.item()
     model.train()
     k = len(batches)
     return {"val_loss": loss / k, "val_acc": acc / k, "val_class_gain": (null_loss - loss) / k}
 
 
-def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_out, curve_out=None,
-        control: str | None = None, ctf_stage: int | None = None, coarse_map=None) -> dict:
+def run(
+    p: dict,
+    *,
+    scale: str | None,
+    train_dir,
+    val_dir,
+    work_dir,
+    out,
+    log_out,
+    curve_out=None,
+    control: str | None = None,
+    ctf_stage: int | None = None,
+    coarse_map=None,
+) -> dict:
     """Scale None only for CTF's stage 2, whose shape and schedule are `ctf.stage2`."""
     d = distributed.setup()
     g, tr, opt_p = p["generator"], p["generator"]["training"], p["generator"]["optimizer"]
@@ -137,12 +160,16 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
             raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
         ctf = read_map(coarse_map)
         if ctf["codebook_size"] != vocab:
-            raise TokenStoreError(f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
-                                  f"{vocab}: recompute it from this tokenizer")
+            raise TokenStoreError(
+                f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
+                f"{vocab}: recompute it from this tokenizer"
+            )
         cfg = ctf_config(p, ctf_stage, ctf["clusters"], num_classes, scale)
     if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, vocab):
-        raise TokenStoreError(f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
-                              f"the generator expects {cfg.seq_len} over {vocab}: re-extract them")
+        raise TokenStoreError(
+            f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
+            f"the generator expects {cfg.seq_len} over {vocab}: re-extract them"
+        )
     sc = scale_params(p, scale)
     name = scale or "ctf stage 2"
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
@@ -151,8 +178,16 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash({"generator": training_section(p, scale), "tokens": train.info, "control": control, "steps": total,
-                             "model": asdict(cfg), "coarse_map": None if ctf is None else ctf["fine_to_coarse"]})
+    run_hash = section_hash(
+        {
+            "generator": training_section(p, scale),
+            "tokens": train.info,
+            "control": control,
+            "steps": total,
+            "model": asdict(cfg),
+            "coarse_map": None if ctf is None else ctf["fine_to_coarse"],
+        }
+    )
 
     torch.manual_seed(tr["seed"])
     model = Generator(cfg).to(d.device)
@@ -169,10 +204,20 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
             log.info("resuming generator %s from %s at step %d/%d", name, ckpt_path, step, total)
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
-    data = TrainTokens(train, tr["seed"], g["dropout"]["class_label"], cfg.null_class,
-                       shuffle_labels=control == "shuffled_labels")
-    loader = train_loader(data, start_step=step, total_steps=total, global_batch=tr["global_batch"], seed=tr["seed"],
-                          rank=d.rank, world=d.world_size, workers=tr["workers"], accum=accum)
+    data = TrainTokens(
+        train, tr["seed"], g["dropout"]["class_label"], cfg.null_class, shuffle_labels=control == "shuffled_labels"
+    )
+    loader = train_loader(
+        data,
+        start_step=step,
+        total_steps=total,
+        global_batch=tr["global_batch"],
+        seed=tr["seed"],
+        rank=d.rank,
+        world=d.world_size,
+        workers=tr["workers"],
+        accum=accum,
+    )
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
 
     bar = tqdm(total=total, initial=step, desc=f"generator {name}", unit="step", file=sys.stderr, disable=not d.is_main)
@@ -202,8 +247,14 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
         bar.update(1)
 
         if step % tr["log_every"] == 0 or step % tr["eval_every"] == 0 or step == total:
-            record = {"step": step, "lr": lr, "loss": loss_sum, "acc": acc_sum, "grad_norm": grad_norm.item(),
-                      "tokens_per_s": tokens_since / (time.perf_counter() - tick)}
+            record = {
+                "step": step,
+                "lr": lr,
+                "loss": loss_sum,
+                "acc": acc_sum,
+                "grad_norm": grad_norm.item(),
+                "tokens_per_s": tokens_since / (time.perf_counter() - tick),
+            }
             if step % tr["eval_every"] == 0 or step == total:
                 record.update(evaluate(model, val_batches, d.device, autocast, targets))
             if d.is_main:
@@ -212,20 +263,47 @@ def run(p: dict, *, scale: str | None, train_dir, val_dir, work_dir, out, log_ou
                 bar.set_postfix(loss=f"{loss_sum:.3f}", acc=f"{acc_sum:.3f}")
             tick, tokens_since = time.perf_counter(), 0
         if step % tr["checkpoint_every"] == 0 or step == total:
-            checkpoint.save_progress(ckpt_path, {"format": "alitok-generator-train/1", "kind": "generator-train",
-                                                 "step": step, "params_hash": run_hash, "model": model.state_dict(),
-                                                 "opt": opt.state_dict()})
+            checkpoint.save_progress(
+                ckpt_path,
+                {
+                    "format": "alitok-generator-train/1",
+                    "kind": "generator-train",
+                    "step": step,
+                    "params_hash": run_hash,
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                },
+            )
     bar.close()
     if total == 0 and d.is_main:  # the untrained control: its held-out loss is the curve's one point
         with open(log_path, "a") as f:
             f.write(json.dumps({"step": 0, **evaluate(model, val_batches, d.device, autocast, targets)}) + "\n")
 
-    summary = {"scale": scale, "control": control, "ctf_stage": ctf_stage, "steps": total, "params": model.num_params(), "per_device_batch": per_device,
-               "accumulation": accum, "world_size": d.world_size}
+    summary = {
+        "scale": scale,
+        "control": control,
+        "ctf_stage": ctf_stage,
+        "steps": total,
+        "params": model.num_params(),
+        "per_device_batch": per_device,
+        "accumulation": accum,
+        "world_size": d.world_size,
+    }
     if d.is_main:
-        checkpoint.save(out, {"format": FORMAT, "kind": "generator", "config": asdict(cfg), "model": model.state_dict(),
-                              "params_hash": run_hash, "steps": total, "scale": scale, "control": control,
-                              "ctf_stage": ctf_stage})
+        checkpoint.save(
+            out,
+            {
+                "format": FORMAT,
+                "kind": "generator",
+                "config": asdict(cfg),
+                "model": model.state_dict(),
+                "params_hash": run_hash,
+                "steps": total,
+                "scale": scale,
+                "control": control,
+                "ctf_stage": ctf_stage,
+            },
+        )
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
         if curve_out is not None:
             plots.log_curves(curve_out, plots.read_log(log_out), CURVES, title=f"generator {name}")

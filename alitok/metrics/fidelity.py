@@ -27,17 +27,21 @@ class DomainClassifierExtractor(torch_fidelity.FeatureExtractorBase):
     "logits": classifier logits; "logits_unbiased": logits without the head's bias (IS, KID), Inception's
     convention in torch-fidelity."""
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None,
-                 feature_extractor_internal_dtype=None, **kwargs):
+    def __init__(
+        self, name, features_list, feature_extractor_weights_path=None, feature_extractor_internal_dtype=None, **kwargs
+    ):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
             raise FileNotFoundError(f"{name} needs feature_extractor_weights_path: the domain classifier's model.pt")
         if not Path(feature_extractor_weights_path).is_file():
-            raise FileNotFoundError(f"{name}: {feature_extractor_weights_path} does not exist; train the domain "
-                                    f"classifier first (it writes model.pt)")
+            raise FileNotFoundError(
+                f"{name}: {feature_extractor_weights_path} does not exist; train the domain "
+                f"classifier first (it writes model.pt)"
+            )
         if feature_extractor_internal_dtype not in (None, "float32", "float64"):
-            raise ValueError(f"{name}: internal dtype must be float32 or float64, "
-                             f"got {feature_extractor_internal_dtype}")
+            raise ValueError(
+                f"{name}: internal dtype must be float32 or float64, got {feature_extractor_internal_dtype}"
+            )
         from alitok.classifier.train import load_classifier
 
         self.dtype = torch.float64 if feature_extractor_internal_dtype == "float64" else torch.float32
@@ -48,8 +52,10 @@ class DomainClassifierExtractor(torch_fidelity.FeatureExtractorBase):
 
     def forward(self, x: torch.Tensor):
         if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
-            raise ValueError(f"{self.name} expects uint8 (N, 3, H, W) images, got {getattr(x, 'dtype', type(x))} "
-                             f"{tuple(getattr(x, 'shape', ()))}")
+            raise ValueError(
+                f"{self.name} expects uint8 (N, 3, H, W) images, got {getattr(x, 'dtype', type(x))} "
+                f"{tuple(getattr(x, 'shape', ()))}"
+            )
         pooled, logits = self.model.features(x.to(self.dtype) / 255)
         feats = {
             "pool": pooled,
@@ -102,8 +108,15 @@ def file_digest(path, length: int = 16) -> str:
     return sha256_file(path)[:length]
 
 
-def rfid(real_uint8: torch.Tensor, fake_uint8: torch.Tensor, classifier_path, cache_root=None,
-         real_cache_name: str | None = None, batch_size: int = 64, cuda: bool = False) -> float:
+def rfid(
+    real_uint8: torch.Tensor,
+    fake_uint8: torch.Tensor,
+    classifier_path,
+    cache_root=None,
+    real_cache_name: str | None = None,
+    batch_size: int = 64,
+    cuda: bool = False,
+) -> float:
     """FID between two uint8 (N, 3, H, W) sets on the domain classifier's pooled features, via torch-fidelity.
 
     With cache_root and real_cache_name both set, the real set's features are cached under

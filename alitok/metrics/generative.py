@@ -26,8 +26,10 @@ from alitok.atomic import sha256_file
 
 INCEPTION = "inception-v3-compat"
 # (pool layer: FID and precision/recall; logits without bias: IS; logits: class predictions)
-LAYERS = {INCEPTION: ("2048", "logits_unbiased", "logits"),
-          "alitok-domain-classifier": ("pool", "logits_unbiased", "logits")}
+LAYERS = {
+    INCEPTION: ("2048", "logits_unbiased", "logits"),
+    "alitok-domain-classifier": ("pool", "logits_unbiased", "logits"),
+}
 
 
 class ExtractorError(FileNotFoundError):
@@ -53,10 +55,16 @@ def extractor(name: str, weights, cuda: bool = False):
     """The evaluation network. Inception weights come from a local file (torch-fidelity's .pth format): nothing
     is downloaded, and a missing file is an error naming the params key."""
     if weights is None or not Path(weights).is_file():
-        what = ("the Inception-v3 weights torch-fidelity uses (weights-inception-2015-12-05-6726825d.pth, from "
-                "github.com/toshas/torch-fidelity/releases)" if name == INCEPTION else "the domain classifier's model.pt")
-        raise ExtractorError(f"evaluation extractor {name}: weights file {weights} not found; put {what} there and "
-                             "set params evaluation.extractor_weights to its path")
+        what = (
+            "the Inception-v3 weights torch-fidelity uses (weights-inception-2015-12-05-6726825d.pth, from "
+            "github.com/toshas/torch-fidelity/releases)"
+            if name == INCEPTION
+            else "the domain classifier's model.pt"
+        )
+        raise ExtractorError(
+            f"evaluation extractor {name}: weights file {weights} not found; put {what} there and "
+            "set params evaluation.extractor_weights to its path"
+        )
     if name != INCEPTION:
         from alitok.metrics import fidelity
 
@@ -67,8 +75,9 @@ def extractor(name: str, weights, cuda: bool = False):
 def features(images, net, batch_size: int = 64, cuda: bool = False) -> dict[str, torch.Tensor]:
     """One pass over uint8 (N, H, W, 3) images: {"pool", "logits_unbiased", "logits"} (float64 for the statistics)."""
     pool, unbiased, logits = LAYERS[net.name]
-    out = get_featuresdict_from_dataset(HWCImages(images), net, batch_size, cuda, save_cpu_ram=True,
-                                        verbose=sys.stderr.isatty())
+    out = get_featuresdict_from_dataset(
+        HWCImages(images), net, batch_size, cuda, save_cpu_ram=True, verbose=sys.stderr.isatty()
+    )
     return {"pool": out[pool].double(), "logits_unbiased": out[unbiased].double(), "logits": out[logits].double()}
 
 

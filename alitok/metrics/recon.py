@@ -40,8 +40,9 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
-         k2: float = 0.03) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03
+) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004): Gaussian window 11, sigma 1.5, K1 .01, K2 .03, data range 1; 'valid'
     filtering as the reference MATLAB code (and skimage, which crops the border); mean over pixels, then channels."""
     if x.shape != y.shape or x.dim() != 4:
@@ -73,8 +74,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
@@ -83,8 +85,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             m = np.max(np.abs(covmean.imag))
-            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component of {m:.3g}; the covariances are "
-                             f"too ill-conditioned (use more samples than feature dimensions)")
+            raise ValueError(
+                f"sqrtm(sigma1 @ sigma2) has an imaginary component of {m:.3g}; the covariances are "
+                f"too ill-conditioned (use more samples than feature dimensions)"
+            )
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 

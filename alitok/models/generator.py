@@ -62,11 +62,13 @@ class GeneratorConfig:
         if self.input_vocab < 0:
             raise ValueError(f"generator input_vocab must be >= 0 (0: vocab_size), got {self.input_vocab}")
         if self.width % self.heads or self.head_dim % 4:
-            raise ValueError(f"generator width {self.width} / heads {self.heads} must give a head dim divisible "
-                             "by 4 (2-D RoPE gives each axis a quarter of the rotation pairs)")
+            raise ValueError(
+                f"generator width {self.width} / heads {self.heads} must give a head dim divisible "
+                "by 4 (2-D RoPE gives each axis a quarter of the rotation pairs)"
+            )
 
     @classmethod
-    def named(cls, arch: str, size: str, **geometry) -> "GeneratorConfig":
+    def named(cls, arch: str, size: str, **geometry) -> GeneratorConfig:
         width, depth, heads = SIZES[arch][size]
         return cls(arch=arch, width=width, depth=depth, heads=heads, **geometry)
 

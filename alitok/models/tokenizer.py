@@ -47,8 +47,18 @@ class TokenizerConfig:
     stage1_decoder: str = "causal"  # "bidirectional": row A, the baseline without AliTok's alignment
 
     def __post_init__(self):
-        for name in ("image_size", "patch_size", "codebook_size", "code_dim", "enc_width", "enc_depth",
-                     "enc_heads", "dec_width", "dec_depth", "dec_heads"):
+        for name in (
+            "image_size",
+            "patch_size",
+            "codebook_size",
+            "code_dim",
+            "enc_width",
+            "enc_depth",
+            "enc_heads",
+            "dec_width",
+            "dec_depth",
+            "dec_heads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer {name} must be a positive integer, got {getattr(self, name)}")
         if self.image_size % self.patch_size:
@@ -58,7 +68,9 @@ class TokenizerConfig:
             if width % heads:
                 raise ValueError(f"tokenizer {part}_width {width} is not divisible by {part}_heads {heads}")
             if self.mlp_ratio <= 0 or width * self.mlp_ratio != int(width * self.mlp_ratio):
-                raise ValueError(f"tokenizer {part}_width {width} x mlp_ratio {self.mlp_ratio} is not a whole MLP width")
+                raise ValueError(
+                    f"tokenizer {part}_width {width} x mlp_ratio {self.mlp_ratio} is not a whole MLP width"
+                )
         if self.prefix not in PREFIXES:
             raise ValueError(f"tokenizer prefix must be one of {PREFIXES}, got {self.prefix!r}")
         for name in ("encoder_attention", "stage1_decoder"):
@@ -176,7 +188,7 @@ class Encoder(nn.Module):
         h = self.ln_pre(torch.cat([patches, latents], dim=1))
         for block in self.blocks:
             h = block(h, is_causal=self.causal)
-        h = self.ln_post(h[:, patches.shape[1]:])
+        h = self.ln_post(h[:, patches.shape[1] :])
         return self.to_code(h)
 
 
@@ -193,8 +205,9 @@ class VectorQuantizer(nn.Module):
     def __init__(self, codebook_size: int, code_dim: int, decay: float = 0.99, init_std: float = 0.02):
         super().__init__()
         self.decay = decay
-        self.codebook = nn.Parameter(nn.init.trunc_normal_(torch.empty(codebook_size, code_dim), std=init_std,
-                                                            a=-2 * init_std, b=2 * init_std))
+        self.codebook = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(codebook_size, code_dim), std=init_std, a=-2 * init_std, b=2 * init_std)
+        )
         self.register_buffer("usage", torch.zeros(codebook_size))  # persistent: a resume must not revive all
 
     def distances(self, z_flat: torch.Tensor) -> torch.Tensor:
@@ -272,8 +285,15 @@ class PixelHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         """tokens: (B, rows·cols, width), raster order. Returns (B, 3, rows·p, cols·p) in (0, 1)."""
-        pre = rearrange(self.proj(tokens), "b (gh gw) (p1 p2 c) -> b c (gh p1) (gw p2)",
-                        gh=rows, gw=cols, p1=self.patch, p2=self.patch, c=3)
+        pre = rearrange(
+            self.proj(tokens),
+            "b (gh gw) (p1 p2 c) -> b c (gh p1) (gw p2)",
+            gh=rows,
+            gw=cols,
+            p1=self.patch,
+            p2=self.patch,
+            c=3,
+        )
         return torch.sigmoid(self.colour(pre))
 
 
@@ -310,7 +330,7 @@ class Decoder(nn.Module):
         for block in self.blocks:
             h = block(h, is_causal=self.causal)
         h = self.ln_post(h)
-        image = self.pixel_head(h[:, -cfg.num_image_tokens:], cfg.grid, cfg.grid)
+        image = self.pixel_head(h[:, -cfg.num_image_tokens :], cfg.grid, cfg.grid)
         aux = None
         if self.aux_head is not None:
             aux = self.aux_head(h[:, n_lead : n_lead + cfg.num_prefix], 1, cfg.num_prefix)
@@ -357,7 +377,9 @@ class Tokenizer(nn.Module):
         return {"image": image, "aux": aux, "indices": indices, "z": z, **losses}
 
     @torch.no_grad()
-    def init_stage2_from(self, stage1_state: dict[str, torch.Tensor], code_positions: str = "fresh") -> dict[str, list[str]]:
+    def init_stage2_from(
+        self, stage1_state: dict[str, torch.Tensor], code_positions: str = "fresh"
+    ) -> dict[str, list[str]]:
         """Copy every stage-1 tensor whose name and shape match; the rest stays fresh (buffer tokens, the longer
         position table), as the release's shape-filtering loader does. `code_positions="from_stage1"` also
         copies the position rows of the codes (the table's last seq_len rows) into the longer table; buffer

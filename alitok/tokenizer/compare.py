@@ -35,8 +35,11 @@ def run(stage2_json, control_json, stage1_json, out) -> dict:
         "",
         "| tokenizer | PSNR (dB) ↑ | SSIM ↑ | rFID ↓ | class accuracy ↑ | codes used |",
         "|---|---|---|---|---|---|",
-        *[f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['rfid']:.3f} | {_accuracy(m)} | "
-          f"{100 * m['codebook_used_fraction']:.1f} % |" for name, m in rows],
+        *[
+            f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['rfid']:.3f} | {_accuracy(m)} | "
+            f"{100 * m['codebook_used_fraction']:.1f} % |"
+            for name, m in rows
+        ],
         "",
         "Class accuracy: the domain classifier's accuracy on the reconstructions, the ceiling of a generator's "
         "class-consistency on these tokens.",

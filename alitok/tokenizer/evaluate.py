@@ -29,8 +29,10 @@ def held_out_images(val_csv, dataset_json, size: int) -> tuple[torch.Tensor, lis
     """Held-out images through the evaluation (ADM) centre crop, uint8 (N, 3, S, S)."""
     records = manifest.read_manifest(val_csv)
     root = manifest.read_dataset_info(dataset_json)["root"]
-    images = [transforms.to_uint8_chw(transforms.adm_center_crop(manifest.open_image(root, r), size))
-              for r in tqdm(records, desc="load held-out", unit="img", file=sys.stderr)]
+    images = [
+        transforms.to_uint8_chw(transforms.adm_center_crop(manifest.open_image(root, r), size))
+        for r in tqdm(records, desc="load held-out", unit="img", file=sys.stderr)
+    ]
     return torch.stack(images), records
 
 
@@ -95,7 +97,13 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     atomic.write_json(out_metrics, metrics)
     with atomic.atomic_path(out_grid) as tmp:
         grid(originals, recons, records).save(tmp, format="PNG")
-    log.info("tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, class accuracy %.3f, codes used %.1f%%", tokenizer_ckpt,
-             metrics["psnr"], metrics["ssim"], metrics["rfid"], metrics["recon_class_accuracy"],
-             100 * metrics["codebook_used_fraction"])
+    log.info(
+        "tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, class accuracy %.3f, codes used %.1f%%",
+        tokenizer_ckpt,
+        metrics["psnr"],
+        metrics["ssim"],
+        metrics["rfid"],
+        metrics["recon_class_accuracy"],
+        100 * metrics["codebook_used_fraction"],
+    )
     return metrics

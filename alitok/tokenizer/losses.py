@@ -92,8 +92,11 @@ class ConvNeXtLogits(nn.Module):
         import torchvision
 
         self.size = size
-        self.net = _freeze(_load_on_meta(lambda: torchvision.models.convnext_small(weights=None),
-                                         _load_state_dict(weights_path), weights_path))
+        self.net = _freeze(
+            _load_on_meta(
+                lambda: torchvision.models.convnext_small(weights=None), _load_state_dict(weights_path), weights_path
+            )
+        )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -122,7 +125,7 @@ class VGG16LPIPS(nn.Module):
 
         super().__init__()
         sd = _load_state_dict(vgg_path)
-        features_sd = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+        features_sd = {k[len("features.") :]: v for k, v in sd.items() if k.startswith("features.")}
         features = _load_on_meta(lambda: torchvision.models.vgg16(weights=None).features, features_sd, vgg_path)
         starts = (0,) + VGG16_LPIPS_ENDS[:-1]
         self.slices = _freeze(nn.ModuleList(features[a:b] for a, b in zip(starts, VGG16_LPIPS_ENDS)))
@@ -130,8 +133,10 @@ class VGG16LPIPS(nn.Module):
         for k, c in enumerate(VGG16_LPIPS_CHANNELS):
             w = lin.get(f"lin{k}.model.1.weight")
             if w is None or tuple(w.shape) != (1, c, 1, 1):
-                raise ValueError(f"{linear_path}: expected lin{k}.model.1.weight of shape (1, {c}, 1, 1) "
-                                 f"(the lpips package's vgg.pth), found {None if w is None else tuple(w.shape)}")
+                raise ValueError(
+                    f"{linear_path}: expected lin{k}.model.1.weight of shape (1, {c}, 1, 1) "
+                    f"(the lpips package's vgg.pth), found {None if w is None else tuple(w.shape)}"
+                )
             self.register_buffer(f"lin{k}", w.detach().float().view(1, c, 1, 1).clone(), persistent=False)
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
@@ -199,8 +204,15 @@ class PerceptualLoss(nn.Module):
     Arguments are (recon, target), as F.mse_loss(input, target).
     """
 
-    def __init__(self, cfg: dict, logits_weight: float = 1.0, lpips_weight: float = 1.0, *,
-                 domain_checkpoint=None, section: str = "perceptual"):
+    def __init__(
+        self,
+        cfg: dict,
+        logits_weight: float = 1.0,
+        lpips_weight: float = 1.0,
+        *,
+        domain_checkpoint=None,
+        section: str = "perceptual",
+    ):
         super().__init__()
         self.logits_weight = float(logits_weight)
         self.lpips_weight = float(lpips_weight)
@@ -219,20 +231,28 @@ class PerceptualLoss(nn.Module):
         if self.logits_weight:
             net = cfg.get("logits_net", "convnext_small")
             if net == "convnext_small":
-                path = _require_file(cfg.get("logits_weights"), f"{section}.logits_weights", _WHAT[net],
-                                     "perceptual weight")
+                path = _require_file(
+                    cfg.get("logits_weights"), f"{section}.logits_weights", _WHAT[net], "perceptual weight"
+                )
                 self.logits_net = ConvNeXtLogits(path, cfg.get("logits_size", 224))
             elif net == "domain":
-                self.logits_net = DomainLogits(domain_net("logits_weights", "perceptual weight"), cfg.get("logits_size"))
+                self.logits_net = DomainLogits(
+                    domain_net("logits_weights", "perceptual weight"), cfg.get("logits_size")
+                )
             else:
                 raise ValueError(f"{section}.logits_net: {net!r} is not one of {LOGITS_NETS}")
         if self.lpips_weight:
             net = cfg.get("lpips_net", "vgg16")
             if net == "vgg16":
-                vgg = _require_file(cfg.get("lpips_vgg_weights"), f"{section}.lpips_vgg_weights", _WHAT["vgg16"],
-                                    "lpips weight")
-                lin = _require_file(cfg.get("lpips_linear_weights"), f"{section}.lpips_linear_weights",
-                                    _WHAT["lpips_linear"], "lpips weight")
+                vgg = _require_file(
+                    cfg.get("lpips_vgg_weights"), f"{section}.lpips_vgg_weights", _WHAT["vgg16"], "lpips weight"
+                )
+                lin = _require_file(
+                    cfg.get("lpips_linear_weights"),
+                    f"{section}.lpips_linear_weights",
+                    _WHAT["lpips_linear"],
+                    "lpips weight",
+                )
                 self.lpips_net = VGG16LPIPS(vgg, lin)
             elif net == "domain":
                 self.lpips_net = DomainLPIPS(domain_net("lpips_vgg_weights", "lpips weight"))

@@ -27,9 +27,21 @@ class ReleaseError(ValueError):
 
 def release_config() -> TokenizerConfig:
     """The released AliTok.pth geometry (alitok-numerics.md §1)."""
-    return TokenizerConfig(image_size=256, patch_size=16, codebook_size=4096, code_dim=32, enc_width=768,
-                           enc_depth=12, enc_heads=12, dec_width=1024, dec_depth=24, dec_heads=16, mlp_ratio=4,
-                           prefix="grid_plus_one", buffer_tokens=32)
+    return TokenizerConfig(
+        image_size=256,
+        patch_size=16,
+        codebook_size=4096,
+        code_dim=32,
+        enc_width=768,
+        enc_depth=12,
+        enc_heads=12,
+        dec_width=1024,
+        dec_depth=24,
+        dec_heads=16,
+        mlp_ratio=4,
+        prefix="grid_plus_one",
+        buffer_tokens=32,
+    )
 
 
 # released name -> our name. Names ending in a 1x1-conv weight are marked "conv1x1": stored (out, in, 1, 1)
@@ -116,8 +128,10 @@ def map_release_state(state: dict, cfg: TokenizerConfig, source: str = "AliTok.p
     for name in state:
         if name not in table:
             raise ReleaseError(f"{source}: unexpected tensor {name}; it has no counterpart in the tokenizer")
-    return {ours: (state[theirs].flatten(1) if theirs in CONV1X1 else state[theirs]).float()
-            for theirs, ours in table.items()}
+    return {
+        ours: (state[theirs].flatten(1) if theirs in CONV1X1 else state[theirs]).float()
+        for theirs, ours in table.items()
+    }
 
 
 def _torch_load(path: Path, what: str):
@@ -126,7 +140,9 @@ def _torch_load(path: Path, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise ReleaseError(f"{path.name}: {what} {path} is truncated, corrupt or not a tensor file ({type(e).__name__})") from e
+        raise ReleaseError(
+            f"{path.name}: {what} {path} is truncated, corrupt or not a tensor file ({type(e).__name__})"
+        ) from e
 
 
 def import_release(src_path, out_path, cfg: TokenizerConfig | None = None) -> dict:
@@ -154,10 +170,24 @@ def import_release(src_path, out_path, cfg: TokenizerConfig | None = None) -> di
     model.load_state_dict({**mapped, "quantizer.usage": torch.zeros(cfg.codebook_size)}, strict=True, assign=True)
 
     sha = atomic.sha256_file(src_path)
-    atomic.torch_save(out_path, {"format": FORMAT, "kind": "tokenizer", "stage": 2, "config": asdict(cfg),
-                                 "model": model.state_dict(), "source": {"file": src_path.name, "sha256": sha}})
-    return {"out": str(out_path), "source": src_path.name, "sha256": sha, "tensors": len(mapped),
-            "values": sum(v.numel() for v in mapped.values())}
+    atomic.torch_save(
+        out_path,
+        {
+            "format": FORMAT,
+            "kind": "tokenizer",
+            "stage": 2,
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "source": {"file": src_path.name, "sha256": sha},
+        },
+    )
+    return {
+        "out": str(out_path),
+        "source": src_path.name,
+        "sha256": sha,
+        "tensors": len(mapped),
+        "values": sum(v.numel() for v in mapped.values()),
+    }
 
 
 def read_project_checkpoint(path, fmt: str, what: str) -> dict:
@@ -166,8 +196,9 @@ def read_project_checkpoint(path, fmt: str, what: str) -> dict:
     ckpt = _torch_load(path, f"{what} checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ReleaseError(f"{path.name}: not an {fmt} checkpoint (format {found!r}); import a release with "
-                           f"alitok import-{what}")
+        raise ReleaseError(
+            f"{path.name}: not an {fmt} checkpoint (format {found!r}); import a release with alitok import-{what}"
+        )
     return ckpt
 
 

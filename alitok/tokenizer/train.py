@@ -37,9 +37,12 @@ log = logging.getLogger("alitok.tokenizer")
 FORMAT = "alitok-tokenizer/1"
 
 # (label, log keys, log scale) of the training-curve figure; dashed lines mark phase restarts
-CURVES = [("loss terms (unweighted)", ["recon", "aux", "commitment", "codebook", "perceptual", "lpips"], True),
-          ("GAN (hinge)", ["gan_g", "gan_d"], False), ("codebook used (fraction)", ["codebook_used"], False),
-          ("throughput (images/s)", ["images_per_s"], False)]
+CURVES = [
+    ("loss terms (unweighted)", ["recon", "aux", "commitment", "codebook", "perceptual", "lpips"], True),
+    ("GAN (hinge)", ["gan_g", "gan_d"], False),
+    ("codebook used (fraction)", ["codebook_used"], False),
+    ("throughput (images/s)", ["images_per_s"], False),
+]
 
 
 def model_config(p: dict) -> TokenizerConfig:
@@ -61,8 +64,10 @@ def _optimizer(params, opt: dict, scaled=(), lr_scale: float = 1.0) -> torch.opt
     special = {id(q) for q in scaled}
     params = [q for q in params if q.requires_grad]
     plain = [q for q in params if id(q) not in special]
-    groups = [{"params": [q for q in plain if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
-              {"params": [q for q in plain if q.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [q for q in plain if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
+        {"params": [q for q in plain if q.dim() < 2], "weight_decay": 0.0},
+    ]
     own = [q for q in params if id(q) in special]
     if own:
         groups.append({"params": own, "weight_decay": opt["weight_decay"], "lr_scale": lr_scale})
@@ -71,14 +76,29 @@ def _optimizer(params, opt: dict, scaled=(), lr_scale: float = 1.0) -> torch.opt
 
 def _perceptual(tok: dict, phases: list[dict], perceptual_net) -> losses.PerceptualLoss:
     """Build only the parts some phase uses: a missing weights file is an error exactly when it would be read."""
-    return losses.PerceptualLoss(tok["perceptual"],
-                                 logits_weight=float(any(ph["perceptual_weight"] > 0 for ph in phases)),
-                                 lpips_weight=float(any(ph["lpips_weight"] > 0 for ph in phases)),
-                                 domain_checkpoint=perceptual_net, section="tokenizer.perceptual")
+    return losses.PerceptualLoss(
+        tok["perceptual"],
+        logits_weight=float(any(ph["perceptual_weight"] > 0 for ph in phases)),
+        lpips_weight=float(any(ph["lpips_weight"] > 0 for ph in phases)),
+        domain_checkpoint=perceptual_net,
+        section="tokenizer.perceptual",
+    )
 
 
-def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out, init=None, perceptual_net=None,
-        phases_from: int | None = None, curve_out=None) -> dict:
+def run(
+    p: dict,
+    *,
+    stage: int,
+    train_csv,
+    dataset_json,
+    work_dir,
+    out,
+    log_out,
+    init=None,
+    perceptual_net=None,
+    phases_from: int | None = None,
+    curve_out=None,
+) -> dict:
     """Train one tokenizer stage (or the stage-1 control with `phases_from=2`) and write `out` and `log_out`."""
     d = distributed.setup()
     tok, tr = p["tokenizer"], p["tokenizer"]["training"]
@@ -88,12 +108,20 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash({"tokenizer": tok, "image_size": cfg.image_size, "stage": stage,
-                             "phases_from": phases_from, "init": checkpoint_digest(init)})
+    run_hash = section_hash(
+        {
+            "tokenizer": tok,
+            "image_size": cfg.image_size,
+            "stage": stage,
+            "phases_from": phases_from,
+            "init": checkpoint_digest(init),
+        }
+    )
 
     torch.manual_seed(tr["seed"])
-    model = Tokenizer(cfg, stage, usage_decay=tok["quantizer"]["usage_decay"],
-                      codebook_init_std=tok["quantizer"]["init_std"])
+    model = Tokenizer(
+        cfg, stage, usage_decay=tok["quantizer"]["usage_decay"], codebook_init_std=tok["quantizer"]["init_std"]
+    )
     if init is not None:
         source = checkpoint.load(init, kind="tokenizer")
         if stage == 2:
@@ -101,11 +129,16 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         else:
             model.load_state_dict(source["model"])
     model.to(d.device)
-    disc = losses.NLayerDiscriminator(channels=tok["discriminator"]["channels"],
-                                      layers=tok["discriminator"]["layers"]).to(d.device)
+    disc = losses.NLayerDiscriminator(
+        channels=tok["discriminator"]["channels"], layers=tok["discriminator"]["layers"]
+    ).to(d.device)
     perceptual = _perceptual(tok, phases, perceptual_net).to(d.device)
-    opt_g = _optimizer(model.parameters(), tok["optimizer"], scaled=[model.quantizer.codebook],
-                       lr_scale=tok["quantizer"]["codebook_lr_scale"])
+    opt_g = _optimizer(
+        model.parameters(),
+        tok["optimizer"],
+        scaled=[model.quantizer.codebook],
+        lr_scale=tok["quantizer"]["codebook_lr_scale"],
+    )
     opt_d = _optimizer(disc.parameters(), tok["optimizer"])
     amp = Precision(d.device, tr["precision"])
     scaler = amp.scaler
@@ -126,12 +159,30 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
     ddp_disc = disc if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(disc)
     info = manifest.read_dataset_info(dataset_json)
     data = TrainImages(manifest.read_manifest(train_csv), info["root"], cfg.image_size, tr["seed"])
-    loader = train_loader(data, start_step=step, total_steps=total_steps, global_batch=tr["global_batch"],
-                          seed=tr["seed"], rank=d.rank, world=d.world_size, workers=tr["workers"])
-    weights = {"recon": tok["loss"]["recon_weight"], "aux": tok["loss"]["aux_weight"],
-               "commitment": tok["quantizer"]["commitment_weight"], "codebook": tok["quantizer"]["codebook_weight"]}
-    bar = tqdm(total=total_steps, initial=step, desc=f"tokenizer stage {stage}", unit="step", file=sys.stderr,
-               disable=not d.is_main)
+    loader = train_loader(
+        data,
+        start_step=step,
+        total_steps=total_steps,
+        global_batch=tr["global_batch"],
+        seed=tr["seed"],
+        rank=d.rank,
+        world=d.world_size,
+        workers=tr["workers"],
+    )
+    weights = {
+        "recon": tok["loss"]["recon_weight"],
+        "aux": tok["loss"]["aux_weight"],
+        "commitment": tok["quantizer"]["commitment_weight"],
+        "codebook": tok["quantizer"]["codebook_weight"],
+    }
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=f"tokenizer stage {stage}",
+        unit="step",
+        file=sys.stderr,
+        disable=not d.is_main,
+    )
     tick, images_since = time.perf_counter(), 0
     for x, _ in loader:
         phase, k = phase_at(phases, step)
@@ -187,9 +238,16 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
         bar.update(1)
         if d.is_main and (step % tr["log_every"] == 0 or step == total_steps):
             seconds = time.perf_counter() - tick
-            record = {"step": step, "stage": stage, "phase": phase["name"], "lr": lr, "loss": loss.item(),
-                      "grad_norm": grad_norm.item(), "images_per_s": images_since / seconds,
-                      **{name: value.item() for name, value in terms.items()}}
+            record = {
+                "step": step,
+                "stage": stage,
+                "phase": phase["name"],
+                "lr": lr,
+                "loss": loss.item(),
+                "grad_norm": grad_norm.item(),
+                "images_per_s": images_since / seconds,
+                **{name: value.item() for name, value in terms.items()},
+            }
             if stage == 1:
                 record.update(model.quantizer.usage_stats())
             with open(log_path, "a") as f:
@@ -197,22 +255,43 @@ def run(p: dict, *, stage: int, train_csv, dataset_json, work_dir, out, log_out,
             bar.set_postfix(loss=f"{loss.item():.4f}", phase=phase["name"])
             tick, images_since = time.perf_counter(), 0
         if step % tr["checkpoint_every"] == 0 or step == total_steps:
-            checkpoint.save_progress(ckpt_path, {
-                "format": FORMAT, "kind": "tokenizer-train", "step": step, "params_hash": run_hash,
-                "model": model.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict()})
+            checkpoint.save_progress(
+                ckpt_path,
+                {
+                    "format": FORMAT,
+                    "kind": "tokenizer-train",
+                    "step": step,
+                    "params_hash": run_hash,
+                    "model": model.state_dict(),
+                    "disc": disc.state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
     bar.close()
 
     summary = {"stage": stage, "steps": total_steps, "phases": [ph["name"] for ph in phases]}
     if d.is_main:
-        final = {"format": FORMAT, "kind": "tokenizer", "stage": stage, "config": asdict(cfg),
-                 "model": model.state_dict(), "params_hash": run_hash, "steps": total_steps,
-                 "phases_from": phases_from or stage}
+        final = {
+            "format": FORMAT,
+            "kind": "tokenizer",
+            "stage": stage,
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "params_hash": run_hash,
+            "steps": total_steps,
+            "phases_from": phases_from or stage,
+        }
         checkpoint.save(out, final)
         atomic.write_text(log_out, log_path.read_text() if log_path.exists() else "")
         if curve_out is not None:
-            plots.log_curves(curve_out, plots.read_log(log_out), CURVES,
-                             title=f"tokenizer stage {stage}" + (" continued (control)" if phases_from else ""))
+            plots.log_curves(
+                curve_out,
+                plots.read_log(log_out),
+                CURVES,
+                title=f"tokenizer stage {stage}" + (" continued (control)" if phases_from else ""),
+            )
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary

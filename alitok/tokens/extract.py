@@ -41,7 +41,11 @@ class CropImages(Dataset):
 
     def __getitem__(self, i):
         img = manifest.open_image(self.root, self.records[i])
-        crops = transforms.ten_crop(img, self.size, self.scale) if self.ten else [transforms.adm_center_crop(img, self.size)]
+        crops = (
+            transforms.ten_crop(img, self.size, self.scale)
+            if self.ten
+            else [transforms.adm_center_crop(img, self.size)]
+        )
         return torch.stack([transforms.to_uint8_chw(c) for c in crops]), self.records[i].label
 
 
@@ -64,20 +68,38 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array, allow_pickle=False)
 
 
-def run(*, tokenizer_path, split_csv, dataset_json, out_dir, work_dir, ten_crop: bool, crop_scale: float,
-        shard_images: int, batch: int, workers: int) -> dict:
+def run(
+    *,
+    tokenizer_path,
+    split_csv,
+    dataset_json,
+    out_dir,
+    work_dir,
+    ten_crop: bool,
+    crop_scale: float,
+    shard_images: int,
+    batch: int,
+    workers: int,
+) -> dict:
     """Write `out_dir` (manifest + shards) for one split; returns its manifest."""
     d = distributed.setup()
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
     cfg = tokenizer.config
     if cfg.codebook_size > 65536:
-        raise TokenStoreError(f"{tokenizer_path}: codebook of {cfg.codebook_size} codes does not fit uint16 token shards")
+        raise TokenStoreError(
+            f"{tokenizer_path}: codebook of {cfg.codebook_size} codes does not fit uint16 token shards"
+        )
     records = manifest.read_manifest(split_csv)
     info = manifest.read_dataset_info(dataset_json)
     data = CropImages(records, info["root"], cfg.image_size, ten_crop, crop_scale)
     crops = 10 if ten_crop else 1
-    key = {"tokenizer_sha256": atomic.sha256_file(tokenizer_path), "split_sha256": atomic.sha256_file(split_csv),
-           "ten_crop": ten_crop, "crop_scale": crop_scale, "shard_images": shard_images}
+    key = {
+        "tokenizer_sha256": atomic.sha256_file(tokenizer_path),
+        "split_sha256": atomic.sha256_file(split_csv),
+        "ten_crop": ten_crop,
+        "crop_scale": crop_scale,
+        "shard_images": shard_images,
+    }
     work_dir = Path(work_dir)
     bounds = [(s, min(s + shard_images, len(records))) for s in range(0, len(records), shard_images)]
     if d.is_main:
@@ -99,11 +121,21 @@ def run(*, tokenizer_path, split_csv, dataset_json, out_dir, work_dir, ten_crop:
         log.info("shard %d/%d: images %d-%d", i + 1, len(bounds), start, stop - 1)
     distributed.barrier()
 
-    summary = {"format": FORMAT, "seq_len": cfg.seq_len, "num_prefix": cfg.num_prefix, "grid": cfg.grid,
-               "vocab_size": cfg.codebook_size, "crops": crops, "num_classes": len(info["classes"]),
-               "images": len(records), **key,
-               "shards": [{"codes": shard_names(i)[0], "labels": shard_names(i)[1], "count": stop - start}
-                          for i, (start, stop) in enumerate(bounds)]}
+    summary = {
+        "format": FORMAT,
+        "seq_len": cfg.seq_len,
+        "num_prefix": cfg.num_prefix,
+        "grid": cfg.grid,
+        "vocab_size": cfg.codebook_size,
+        "crops": crops,
+        "num_classes": len(info["classes"]),
+        "images": len(records),
+        **key,
+        "shards": [
+            {"codes": shard_names(i)[0], "labels": shard_names(i)[1], "count": stop - start}
+            for i, (start, stop) in enumerate(bounds)
+        ],
+    }
     if d.is_main:
         with atomic.atomic_dir(out_dir) as tmp:
             for shard in summary["shards"]:

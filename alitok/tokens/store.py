@@ -76,8 +76,9 @@ class TrainTokens:
     labels (same class counts, no relation to the image), so a generator trained on it can learn the images but
     not the classes; its samples' class-consistency must sit near chance."""
 
-    def __init__(self, shards: TokenShards, seed: int, class_dropout: float, null_class: int,
-                 shuffle_labels: bool = False):
+    def __init__(
+        self, shards: TokenShards, seed: int, class_dropout: float, null_class: int, shuffle_labels: bool = False
+    ):
         self.shards, self.seed, self.p, self.null = shards, seed, class_dropout, null_class
         self.label_of = None
         if shuffle_labels:

@@ -87,7 +87,9 @@ def load(path: str | Path, *, kind: str | None = None, params_hash: str | None =
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); delete it to start over") from e
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); delete it to start over"
+        ) from e
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not an alitok checkpoint (no 'format' key)")
     if kind is not None and ckpt.get("kind") != kind:

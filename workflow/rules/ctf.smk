@@ -3,7 +3,7 @@
 # measurement. Each stage 1 is a generator run "ctf-<scale>" (generator.smk), sampled and evaluated beside
 # the plain run of that scale.
 
-from alitok.generator.config import parse_run
+from alitok.generator.runs import parse_run
 
 CTF = f"{OUT}/ctf"
 
@@ -34,7 +34,7 @@ if uses_ctf():
         params:
             clusters=P["ctf"]["clusters"],
         threads: torch_threads("ctf_clusters")
-        priority: 5  # CTF's stage 1 trains on its map: start it with the other generators
+        priority: 10  # CTF's stage 1, one of the two longest jobs, waits for the map: make it before the others
         resources:
             **job_resources("ctf_clusters"),
         log:
@@ -61,6 +61,7 @@ if uses_ctf():
             generator=lambda wildcards: training_section(P, None),  # ctf.stage2's shape and schedule
             work=f"{OUT}/work/ctf_stage2",
         threads: torch_threads("train_ctf_stage2")
+        priority: 5  # one of the long jobs: started with the generators, so short jobs fill in around it at the end
         resources:
             **job_resources("train_ctf_stage2"),
         log:

@@ -1,10 +1,10 @@
 # The AR generator: one training run per scale (params generator.scales), on the extracted tokens, plus the
 # evaluation's controls (params evaluation.controls) and CTF's stage 1 (params ctf.run). Run names
-# (alitok.generator.config.parse_run): "S" is scale S; "S-untrained" and "S-shuffled_labels" are scale S untrained
+# (alitok.generator.runs.parse_run): "S" is scale S; "S-untrained" and "S-shuffled_labels" are scale S untrained
 # and trained on permuted labels; "ctf-S" is CTF's stage 1 at S's shape (ctf.smk has its map and stage 2).
 # In-progress checkpoints live in work/, outside the declared outputs, so a killed job resumes.
 
-from alitok.generator.config import CONTROLS, generator_runs as runs_of, parse_run, training_section, training_steps
+from alitok.generator.runs import CONTROLS, generator_runs as runs_of, parse_run, training_section, training_steps
 
 
 def generator_runs():

@@ -1,0 +1,61 @@
+"""Which generator runs a profile has and what each trains on: plain params in, names and numbers out.
+
+Torch-free on purpose: the Snakefile calls these while it builds the DAG (rerun triggers, targets), and that must
+not cost a torch import per invocation. The model configs built from the same params are in `config.py`.
+"""
+
+from __future__ import annotations
+
+
+def embedded_classes(p: dict) -> int | None:
+    """Class count known from params alone (the embedded dataset); None for an ImageFolder tree."""
+    return p["data"]["embedded"]["num_classes"] if p["data"]["source"] == "embedded" else None
+
+
+SAMPLING_KEYS = ("guidance", "guidance_power", "sample_seed")
+
+
+def training_section(p: dict, scale: str | None) -> dict:
+    """What training reads, and so what identifies a training run (rerun trigger, resume hash): not the
+    sampling section nor a scale's sampling fields, so resampling never retrains. Scale None: CTF's stage 2,
+    whose shape and schedule are `ctf.stage2`."""
+    g = p["generator"]
+    model = {k: v for k, v in scale_params(p, scale).items() if scale is None or k not in SAMPLING_KEYS}
+    return {k: g[k] for k in ("dropout", "optimizer", "training")} | {"scale": model}
+
+
+def scale_params(p: dict, scale: str | None) -> dict:
+    """A generator scale's shape and schedule; scale None: CTF's stage 2 (`ctf.stage2`)."""
+    return p["ctf"]["stage2"] if scale is None else p["generator"]["scales"][scale]
+
+
+CONTROLS = ("untrained", "shuffled_labels")  # evaluation controls: no training step, or labels permuted
+
+
+def training_steps(p: dict, scale: str | None, control: str | None) -> int:
+    """Steps a run trains: the scale's (or CTF stage 2's); none for the untrained control; the params share
+    `evaluation.shuffled_labels_share` of them for the shuffled-label control, whose class-consistency sits at
+    chance however long it trains (its labels carry no class), so it need not cost a whole training."""
+    steps = scale_params(p, scale)["steps"]
+    if control == "untrained":
+        return 0
+    if control == "shuffled_labels":
+        return max(1, round(steps * p["evaluation"]["shuffled_labels_share"]))
+    return steps
+
+
+def parse_run(run: str) -> tuple[str, str, str | None]:
+    """A generator run's name -> (kind, scale, control): "S", "S-shuffled_labels", "ctf-S" (CTF's stage 1 at
+    scale S's shape). The names are folder names under generator/ and the rows of the report."""
+    kind = "ctf" if run.startswith("ctf-") else "alitok"
+    scale, _, control = run.removeprefix("ctf-").partition("-")
+    return kind, scale, control or None
+
+
+def generator_runs(p: dict) -> list[str]:
+    """Every generator the pipeline trains and samples: the scales to run, their controls, then CTF's runs."""
+    runs = list(p["generator"]["run"])
+    runs += [f"{scale}-{c}" for scale in p["generator"]["run"] for c in p["evaluation"]["controls"]]
+    if "release" not in p:  # released weights: nothing is trained, CTF included
+        runs += [f"ctf-{scale}" for scale in p.get("ctf", {}).get("run", [])]
+    return runs
