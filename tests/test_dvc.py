@@ -26,10 +26,7 @@ def md5(path) -> str:
 def snakemake_jobs(project) -> set[str]:
     """The rules a dry run would execute (empty when there is nothing to be done)."""
     out = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/local"], cwd=project).stdout
-    if "Nothing to be done" in out:
-        return set()
-    table = out[out.index("Job stats:") :].split("total")[0].splitlines()[3:]
-    return {line.split()[0] for line in table if line.strip()}
+    return set() if "Nothing to be done" in out else set(dry_run_jobs(out))
 
 
 def clone(origin, dest):

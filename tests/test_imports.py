@@ -20,13 +20,21 @@ HEAVY = [
 # not while the Snakefile is parsed (Snakemake itself imports pandas, through its SLURM plugin)
 DAG_FREE = ["torch", "mlflow", "torch_fidelity", "torchvision", "matplotlib"]
 
-PROBE = f"""
-import sys, importlib.abc
+
+def blocker(packages: list[str], why: str) -> str:
+    """Python source that makes importing any of `packages` (or their submodules) an ImportError saying `why`."""
+    return f"""import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {HEAVY!r}:
-            raise ImportError('blocked for this test: ' + name)
+        if name.split('.')[0] in {packages!r}:
+            raise ImportError({why!r} + name)
 sys.meta_path.insert(0, Block())
+"""
+
+
+PROBE = (
+    blocker(HEAVY, "blocked for this test: ")
+    + """
 import alitok, alitok.atomic, alitok.models.classifier, alitok.models.tokenizer, alitok.data.manifest
 import alitok.models.generator, alitok.generator.sampling, alitok.ctf.sampling, alitok.ctf.clusters
 sys.path.insert(0, 'benchmarks')
@@ -35,6 +43,7 @@ import alitok.cli  # --help must work without the workflow stack too
 m = alitok.models.classifier
 print('ok')
 """
+)
 
 
 def test_models_import_with_torch_and_einops_only():
@@ -59,14 +68,7 @@ def test_building_the_dag_imports_no_torch(project, tmp_path):
     torch-fidelity or matplotlib saves seconds per invocation (jobs import what they need themselves)."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(
-        "import importlib.abc, sys\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {DAG_FREE!r}:\n"
-        "            raise ImportError('the DAG build imported ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-    )
+    (site / "sitecustomize.py").write_text(blocker(DAG_FREE, "the DAG build imported "))
     env = tool_env() | {"PYTHONPATH": str(site)}
     proc = subprocess.run(
         ["snakemake", "-n", "--config", "profile=tiny"], cwd=project, env=env, capture_output=True, text=True
