@@ -22,7 +22,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-# `dvc pull`, then verify and mark up to date at once (plain `dvc pull` works too: the pipeline does this on
-# its next invocation; docs/sharing.md).
+# `dvc pull`, then verify every pulled file against dvc.lock and mark the results up to date (after a plain
+# `dvc pull`: `alitok pull --no-fetch`; docs/sharing.md).
 pull: setup
 	alitok pull

@@ -7,27 +7,28 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from alitok import config as alitok_config
 from alitok import sharing
+from alitok.ablations import units as ablation_units  # its load: alitok.config.load, plus ablation units
 
 # Jobs call `alitok`: make the interpreter that runs Snakemake (the project's .venv) provide it, even when
 # the venv is not activated.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-# params.yaml, except in the `snakemake --touch` that marks pulled results up to date with dvc.lock's params
+# params.yaml, except in `alitok pull`'s `snakemake --touch` that marks pulled results up to date with dvc.lock's
+# params
 configfile: os.environ.get(sharing.PARAMS_FILE, "params.yaml")
 
-P = alitok_config.load(config)   # resolves and validates every profile before any job starts
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "params.schema.yaml"  # the params schema, its only copy
+P = ablation_units.load(config, schema=SCHEMA)   # resolves and validates every profile before any job starts
 PROFILE = P["name"]
-try:  # results a `dvc pull` brought in count as computed: verified, then marked up to date (docs/sharing.md)
-    sharing.adopt(Path("."), PROFILE)
-except sharing.SharingError as e:
-    raise WorkflowError(str(e)) from None
+# Pulled results count as computed once `alitok pull` has verified and marked them (docs/sharing.md). Parsing only
+# looks (dvc.lock and a marker: no hashing, no writing, no process): a dry run warns, and onstart
+# (workflow/rules/tracking.smk) refuses a real run before any job rather than silently recompute them.
+UNADOPTED = sharing.pending(Path("."), PROFILE)
+if UNADOPTED:
+    print(f"alitok: warning: {UNADOPTED}", file=sys.stderr)
 OUT = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
-# Every rule's command passes {PARAMS} and, written out in each rule since Snakemake formats a command
-# once, `--mlflow-rule {rule} --mlflow-wildcards '{wildcards}'`: the tags of the job's MLflow child run.
-PARAMS = f"--params params.yaml --profile {PROFILE}"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"

@@ -1,7 +1,9 @@
 """Params: read params.yaml, resolve the active params profile, validate it against the schema.
 
 Both the Snakefile and every CLI entry point go through `load`, so a typo, a wrong type or an
-out-of-range value stops the run before any work starts, with the key and what is allowed.
+out-of-range value stops the run before any work starts, with the key and what is allowed. This loader is
+generic: checks that belong to one section's owner come in as `checks` (alitok.ablations.units.load adds the
+ablations' and resolves ablation-unit names, which plain profiles never are).
 """
 
 from __future__ import annotations
@@ -9,9 +11,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "params.schema.yaml"
+# The schema's place in the project's checkout, relative to the folder of params.yaml (its only copy).
+SCHEMA = Path("workflow") / "schemas" / "params.schema.yaml"
+
+# A check a JSON schema cannot express: (resolved profile, where) -> None, or a ParamsError naming the key.
+Check = Callable[[dict, str], None]
 
 
 class ParamsError(ValueError):
@@ -29,10 +36,29 @@ def _read_yaml(path: Path):
         raise ParamsError(f"{path} is not valid YAML: {e}") from e
 
 
-def schema() -> dict:
-    if not SCHEMA_PATH.is_file():
-        raise ParamsError(f"schema {SCHEMA_PATH} is missing: run from a checkout of the project")
-    return _read_yaml(SCHEMA_PATH)
+def schema_path(params: str | Path | dict = "params.yaml") -> Path:
+    """The default schema: `SCHEMA` beside the params file, else under the working directory (a params mapping,
+    or a params file copied out of the checkout, as tests and hand runs do)."""
+    here = Path.cwd() / SCHEMA
+    if isinstance(params, dict):
+        return here
+    beside = Path(params).parent / SCHEMA
+    return beside if beside.is_file() or not here.is_file() else here
+
+
+def read_schema(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(
+            f"params schema {path} does not exist: run from the project's checkout (the folder holding {SCHEMA}) "
+            "or give the schema's path"
+        )
+    return _read_yaml(path)
+
+
+def source_name(params: str | Path | dict) -> str:
+    """How messages name the params: the file, or 'params' for an already-loaded mapping."""
+    return "params" if isinstance(params, dict) else str(params)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -112,11 +138,15 @@ def _profile_schema(full: dict) -> dict:
     return {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": "#/$defs/profile"}
 
 
-def validate_document(doc, source: str = "params.yaml") -> None:
-    """Validate the whole file: structure, the active profile's name, and every profile resolved."""
+def validate_document(
+    doc, source: str = "params.yaml", *, schema: str | Path | None = None, checks: Iterable[Check] = ()
+) -> None:
+    """Validate the whole file: structure, the active profile's name, and every profile resolved, against the
+    schema at `schema` (default: `SCHEMA` under the working directory); each of `checks` runs on every resolved
+    profile after the schema and the generic reference checks."""
     if not isinstance(doc, dict):
         raise ParamsError(f"{source}: must be a mapping with keys profile and profiles")
-    full = schema()
+    full = read_schema(schema if schema is not None else schema_path(doc))
     top = {k: v for k, v in full.items() if k != "$defs"}
     _validate(doc, top, source)
     profiles = doc["profiles"]
@@ -126,9 +156,17 @@ def validate_document(doc, source: str = "params.yaml") -> None:
         )
     profile_schema = _profile_schema(full)
     for name in profiles:
-        resolved = resolve_profile(profiles, name)
-        _validate(resolved, profile_schema, f"{source}: params profile '{name}'")
-        _check_references(resolved, f"{source}: params profile '{name}'")
+        resolved, where = resolve_profile(profiles, name), f"{source}: params profile '{name}'"
+        _validate(resolved, profile_schema, where)
+        _check_references(resolved, where)
+        for check in checks:
+            check(resolved, where)
+
+
+def validate_profile(p: dict, where: str, schema: str | Path) -> None:
+    """Validate one resolved profile (a derived one: its `name` and `ablation` keys aside) against the schema."""
+    body = {k: v for k, v in p.items() if k not in ("name", "ablation")}
+    _validate(body, _profile_schema(read_schema(schema)), where)
 
 
 def _check_references(p: dict, where: str) -> None:
@@ -145,37 +183,29 @@ def _check_references(p: dict, where: str) -> None:
             raise ParamsError(
                 f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales ({', '.join(g['scales'])})"
             )
-    if "ablations" in p:
-        from alitok.ablations import units
-
-        units.check(p, where)
 
 
-def load(params: str | Path | dict = "params.yaml", profile: str | None = None) -> dict:
-    """The resolved, validated params of `profile` (default: the file's `profile` key).
+def load(
+    params: str | Path | dict = "params.yaml",
+    profile: str | None = None,
+    *,
+    schema: str | Path | None = None,
+    checks: Iterable[Check] = (),
+) -> dict:
+    """The resolved, validated params of plain profile `profile` (default: the file's `profile` key).
 
-    `params` is a path to params.yaml or the already-loaded mapping (Snakemake's `config`). A profile named
-    `<profile>/<unit>/seed<N>` is one ablation unit of `<profile>` (alitok.ablations.units.derive); its
-    `name` stays `<profile>` and its `ablation` key says which unit and seed.
+    `params` is a path to params.yaml or the already-loaded mapping (Snakemake's `config`); `schema` the schema's
+    path (default: `schema_path(params)`); `checks` run on every profile (see `validate_document`). Ablation
+    units (`<profile>/<unit>/seed<N>`) are alitok.ablations.units.load's: every caller that may see one uses it.
     """
-    if isinstance(params, dict):
-        doc, source = copy.deepcopy(params), "params"
-    else:
-        doc, source = _read_yaml(Path(params)), str(params)
-    unit = None
-    if profile is not None:
-        from alitok.ablations import units
-
-        unit = units.split_name(profile)  # '<profile>/<unit>/seed<N>': one unit of the ablations
-        if isinstance(doc, dict):
-            doc["profile"] = profile if unit is None else unit[0]
-    validate_document(doc, source)
+    doc = copy.deepcopy(params) if isinstance(params, dict) else _read_yaml(Path(params))
+    if profile is not None and isinstance(doc, dict):
+        doc["profile"] = profile
+    validate_document(
+        doc, source_name(params), schema=schema if schema is not None else schema_path(params), checks=checks
+    )
     resolved = resolve_profile(doc["profiles"], doc["profile"])
     resolved["name"] = doc["profile"]
-    if unit is not None:
-        resolved = units.derive(resolved, unit[1], unit[2])
-        body = {k: v for k, v in resolved.items() if k not in ("name", "ablation")}
-        _validate(body, _profile_schema(schema()), f"{source}: ablation unit '{profile}'")
     return resolved
 
 
@@ -183,3 +213,16 @@ def section_hash(section) -> str:
     """A stable short hash of a params section: checkpoints record it to refuse a mismatched resume."""
     blob = json.dumps(section, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def add_arguments(parser) -> None:
+    """`alitok params` takes only the common options."""
+
+
+def main(args, p: dict) -> None:
+    """`alitok params`: the resolved profile, as every command receives it."""
+    import sys
+
+    import yaml
+
+    yaml.safe_dump(p, sys.stdout, sort_keys=False)

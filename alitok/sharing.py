@@ -1,7 +1,7 @@
-"""Pulled results count as computed: after a plain `dvc pull`, Snakemake has nothing to do.
+"""Pulled results count as computed: `alitok pull`, and Snakemake has nothing to do.
 
-Two things stand between `dvc pull` and "Nothing to be done", and the Snakefile calls `adopt` on every
-invocation to deal with both, once per dvc.lock version (a marker in .snakemake/alitok/ remembers it):
+Two things stand between `dvc pull` and "Nothing to be done"; `adopt` deals with both, run by `alitok pull`
+(= `dvc pull`, then `adopt`) or by `alitok pull --no-fetch` after a plain `dvc pull`:
 - DVC trusts the remote: a corrupted object is checked out under the hash it was stored under, and
   `dvc status` reports it up to date. Every pulled file is hashed here against dvc.lock; a mismatch is removed
   from the workspace and the cache and refused, naming the file.
@@ -9,10 +9,11 @@ invocation to deal with both, once per dvc.lock version (a marker in .snakemake/
   so Snakemake would rerun jobs whose inputs merely look newer, and would miss a later params change.
   `snakemake --touch --forceall` marks every output up to date in DAG order and records each job's params and
   code (dvc.lock's params, when params.yaml has changed since), so afterwards only what a changed param really
-  affects reruns.
-Adoption is skipped, never forced, when the files are this clone's own work (they differ from dvc.lock and
-jobs have run here) or when the pipeline's code differs from the commit that recorded dvc.lock. `alitok pull`
-is `dvc pull` followed by the same adoption, refusing instead of skipping.
+  affects reruns. A marker in .snakemake/alitok/ remembers the dvc.lock version judged.
+Adoption refuses (the library call skips, unless `strict`) when the files are this clone's own work (they differ
+from dvc.lock and jobs have run here) or when the pipeline's code differs from the commit that recorded dvc.lock.
+Parsing the Snakefile only calls `pending`: it reads dvc.lock and the marker, hashes and writes nothing and starts
+no process; a dry run warns, a real run is refused before any job (docs/sharing.md).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def recorded_files(outs: list[dict], cache: Path) -> dict[Path, str]:
     return files
 
 
-ADOPTING = "ALITOK_ADOPTING"  # set for the nested `snakemake --touch`: it must not adopt again
+ADOPTING = "ALITOK_ADOPTING"  # set for adoption's `snakemake --touch`: its results are not yet marked, by design
 PARAMS_FILE = "ALITOK_PARAMS_FILE"  # the Snakefile's configfile, when it is not params.yaml
 
 
@@ -130,8 +131,8 @@ def _refuse_corrupt(root: Path, cache: Path, bad: dict[Path, tuple[str, str]]) -
 
 
 def snakemake_touch(root: Path, profile: str, params_file: Path | None) -> None:
-    """`snakemake --touch --forceall` for the profile, as a child process (the Snakefile calls `adopt` while
-    it is being parsed, before Snakemake locks the directory)."""
+    """`snakemake --touch --forceall` for the profile, as a child process. Its onstart takes the run lock
+    (alitok/runlock.py), so it is refused while a pipeline runs in this directory."""
     cmd = [sys.executable, "-m", "snakemake", "--touch", "--forceall", "--cores", "1", "--config", f"profile={profile}"]
     env = {**os.environ, ADOPTING: "1"}
     if params_file is not None:
@@ -144,15 +145,43 @@ def snakemake_touch(root: Path, profile: str, params_file: Path | None) -> None:
         )
 
 
+def _marker(root: Path, profile: str) -> Path:
+    return root / ".snakemake" / "alitok" / f"adopted-{profile}"
+
+
+def pending(root: Path, profile: str) -> str | None:
+    """What the Snakefile checks while it is parsed: results/<profile> came from a pull that `adopt` has not
+    judged yet. Read-only and cheap (a few stats, dvc.lock and the marker): no hashing, no writing, no process.
+    A pull brings results/<profile> but never logs/<profile>, which every job writes; dvc.lock records the version
+    the marker does not hold. Returns the line to show, or None."""
+    results = f"results/{profile}"
+    lock_path = root / "dvc.lock"
+    if os.environ.get(ADOPTING) or not lock_path.is_file() or not (root / results).is_dir():
+        return None
+    if (root / "logs" / profile).is_dir():  # jobs ran here: this clone's own work, or adopted already
+        return None
+    stage = read_lock(lock_path).get("stages", {}).get("pipeline") or {}
+    outs = [o for o in stage.get("outs", []) if o.get("path") == results]
+    if not outs:
+        return None
+    marker = _marker(root, profile)
+    if marker.is_file() and marker.read_text().strip() == outs[0]["md5"]:
+        return None
+    return (
+        f"{results} came from `dvc pull` and is not yet verified and marked as computed, so Snakemake would "
+        "recompute it: run `alitok pull --no-fetch` (or `alitok pull`) first (docs/sharing.md)"
+    )
+
+
 def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_touch) -> bool:
     """Mark results/<profile> up to date for Snakemake when it holds exactly what dvc.lock records (a pull).
-    Returns whether it did. Cheap when there is nothing new: a marker holds the dvc.lock version last adopted
-    or judged to be local work. `strict` (alitok pull) raises where a plain invocation skips."""
+    Returns whether it did. A marker holds the dvc.lock version last adopted or judged to be local work; without
+    `strict` that version is not hashed again. `strict` (alitok pull) raises where the plain call skips."""
 
     def skip(reason: str) -> bool:
         if strict:
             raise SharingError(reason)
-        print(f"alitok: {reason}", file=sys.stderr)  # the Snakefile calls this before any logging is set up
+        print(f"alitok: {reason}", file=sys.stderr)
         return False
 
     lock_path = root / "dvc.lock"
@@ -166,7 +195,7 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
             False if not strict else skip(f"dvc.lock records no {results}: it is not the profile params.yaml selects")
         )
     version = outs[0]["md5"]
-    marker = root / ".snakemake" / "alitok" / f"adopted-{profile}"
+    marker = _marker(root, profile)
     if not strict and marker.is_file() and marker.read_text().strip() == version:
         return False
     if not (root / results).is_dir():
@@ -228,8 +257,21 @@ def _lock_params_file(root: Path, profile: str, stage: dict, folder: Path) -> Pa
     return path
 
 
-def pull(root: Path = Path("."), remote: str | None = None) -> None:
-    """dvc pull, then adopt: every file verified against dvc.lock and the results marked up to date."""
-    _dvc("pull", *(["--remote", remote] if remote else []), cwd=root)
+def pull(root: Path = Path("."), remote: str | None = None, fetch: bool = True) -> None:
+    """`dvc pull` (unless not `fetch`: the files are already pulled), then adopt: every file verified against
+    dvc.lock and the results marked up to date."""
+    if fetch:
+        _dvc("pull", *(["--remote", remote] if remote else []), cwd=root)
     profile = yaml.safe_load((root / "params.yaml").read_text())["profile"]
     adopt(root, profile, strict=True)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--remote", help="the DVC remote (default: the project's default remote)")
+    parser.add_argument("--no-fetch", action="store_true", help="no `dvc pull`: verify and mark what is already pulled")
+
+
+def main(args, p: dict) -> None:
+    """`alitok pull`."""
+    pull(Path("."), remote=args.remote, fetch=not args.no_fetch)
+    log.info("pulled, verified and marked up to date: `snakemake -n` has nothing to do")

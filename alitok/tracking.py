@@ -2,11 +2,11 @@
 
 One parent run per real pipeline invocation (the Snakefile's `onstart`, which Snakemake skips on dry runs),
 whose id reaches every job through ALITOK_MLFLOW_PARENT. Each `alitok` job (rank 0 only) leaves a small record
-(rule, wildcards, its params sections, its output files) in ALITOK_MLFLOW_RECORDS, with no MLflow import (5 s a
-job on 2 cores); when the invocation ends (`onsuccess`/`onerror`) the records become child runs tagged with
-rule, wildcards, git commit, params profile and params hash, holding params, per-step training metrics (the
-job's JSON-lines log), final metrics (its metrics JSON) and artifacts (PNG, JSON, Markdown). Jobs run by hand,
-without a parent, record nothing. The papers' published numbers are loaded as runs
+(rule, wildcards, the params it read as `alitok.reads` declares them, its output files) in ALITOK_MLFLOW_RECORDS,
+with no MLflow import (5 s a job on 2 cores); when the invocation ends (`onsuccess`/`onerror`) the records become
+child runs tagged with rule, wildcards, git commit, params profile and params hash, holding params, per-step
+training metrics (the job's JSON-lines log), final metrics (its metrics JSON) and artifacts (PNG, JSON,
+Markdown). Jobs run by hand, without a parent, record nothing. The papers' published numbers are loaded as runs
 tagged `kind=paper` in the same experiment, so the UI shows a reproduction next to the paper's row.
 
 The store is `sqlite:///mlflow.db` unless MLFLOW_TRACKING_URI says otherwise (MLflow 3.17 refuses ./mlruns).
@@ -33,22 +33,6 @@ PARENT_ENV = "ALITOK_MLFLOW_PARENT"
 RECORDS_ENV = "ALITOK_MLFLOW_RECORDS"
 DEFAULT_URI = "sqlite:///mlflow.db"
 ARTIFACT_SUFFIXES = {".png", ".json", ".md"}
-# the params sections a command's run is described by
-SECTIONS = {
-    "make-dataset": ["data"],
-    "prepare-data": ["data"],
-    "train-classifier": ["classifier", "perceptual_net"],
-    "train-tokenizer": ["tokenizer"],
-    "eval-tokenizer": ["tokenizer"],
-    "compare-tokenizer-stages": [],
-    "extract-tokens": ["tokens"],
-    "train-generator": ["generator"],
-    "sample": ["generator"],
-    "evaluate": ["evaluation", "generator"],
-    "report": [],
-    "ablation-score": ["generator", "ctf", "evaluation"],
-    "ablation-report": ["ablations"],
-}
 
 
 def _mlflow():
@@ -159,10 +143,9 @@ def record_job(args, p: dict) -> Path | None:
     parent, records = os.environ.get(PARENT_ENV), os.environ.get(RECORDS_ENV)
     if not parent or not records or int(os.environ.get("RANK", "0")) != 0:
         return None
-    params = {}
-    for section in SECTIONS.get(args.command, []):
-        if section in p:
-            params.update(flatten(p[section], f"{section}."))
+    from alitok import reads
+
+    params = flatten(reads.of_command(args.command, p, args))  # what the job read: its rerun trigger too
     record = {
         "tags": {
             "kind": "job",
@@ -299,3 +282,12 @@ def compare(profile: str, metric: str = "fid") -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def add_arguments(parser) -> None:
+    """`alitok compare` takes only the common options (--profile picks the experiment)."""
+
+
+def main(args, p: dict) -> None:
+    table = compare(p["name"])
+    print(table.to_string(index=False) if len(table) else "no evaluation runs or paper rows recorded yet")

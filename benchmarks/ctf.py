@@ -1,9 +1,10 @@
-"""CTF against plain AR sampling (ctf.md Table 2): images/s at batch 64, measured side by side in one run.
+"""CTF against plain AR sampling (docs/papers/ctf.md §3.2, Table 2): images/s at batch 64, measured side by side
+in one run.
 
 Plain: a LlamaGen-shaped generator over all codes, 256 steps with guidance (2 x batch rows).
 CTF: the same stage-1 shape over K coarse labels (a K-way head instead of a codebook-wide one), the same 256
 guided steps, then one bidirectional stage-2 pass that draws every fine label. Codes only (no decoding), as the
-paper does not say whether its figure includes decoding (ctf.md §3.2).
+paper does not say whether its figure includes decoding (docs/papers/ctf.md §3.2).
 Default: narrow models at LlamaGen's VQ-16 geometry (16x16 tokens, 16384 codes, K = 512) that run on a CPU.
 `--paper` times LlamaGen-B/L/XL against CTF with the paper's 343M (L-shaped) stage 2: a GPU figure.
 Imports only torch, einops and the model and sampling modules.
@@ -25,10 +26,10 @@ from alitok.generator.sampling import generate
 from alitok.models.generator import SIZES, Generator, GeneratorConfig
 
 VQ16 = dict(arch="llamagen", vocab_size=16384, num_prefix=0, grid=16, num_classes=1000)
-CLUSTERS = 512  # the paper's default K [ctf.md Table 3a]
+CLUSTERS = 512  # the paper's default K [docs/papers/ctf.md §3.3, Table 3a]
 NARROW = dict(width=128, depth=4, heads=4)  # stage 1 and the plain model on a CPU
 NARROW_STAGE2 = dict(width=256, depth=4, heads=4)  # wider, as the paper's stage 2 is wider than its B stage 1
-GUIDANCE = 2.0  # constant, the paper's B setting [ctf.md §1.5]
+GUIDANCE = 2.0  # constant, the paper's B setting [docs/papers/ctf.md §1.5]
 
 
 def build(shape: dict, **kw) -> Generator:
@@ -111,7 +112,7 @@ def main() -> None:
     print()
     print(
         f"Batch {args.batch}, 256 tokens over {VQ16['vocab_size']} codes, K = {CLUSTERS}, constant guidance "
-        f"{GUIDANCE}, codes only (no decoding). Paper (A100): B x0.93, L x1.16, XL x1.18 (ctf.md §3.2)."
+        f"{GUIDANCE}, codes only (no decoding). Paper (A100): B x0.93, L x1.16, XL x1.18 (docs/papers/ctf.md §3.2)."
     )
     print()
     print(

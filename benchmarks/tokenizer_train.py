@@ -26,21 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 
 # params.yaml, profile smoke: tokenizer.model at data.image_size, and the training values the step uses.
-SMOKE_MODEL = dict(
-    image_size=32,
-    patch_size=4,
-    codebook_size=1024,
-    code_dim=16,
-    enc_width=128,
-    enc_depth=2,
-    enc_heads=4,
-    dec_width=128,
-    dec_depth=3,
-    dec_heads=4,
-    mlp_ratio=4,
-    prefix="grid_plus_one",
-    buffer_tokens=8,
-)
+_SMOKE_SHAPE = dict(image_size=32, patch_size=4, codebook_size=1024, code_dim=16, mlp_ratio=4, prefix="grid_plus_one")
+_SMOKE_STACKS = dict(enc_width=128, enc_depth=2, enc_heads=4, dec_width=128, dec_depth=3, dec_heads=4, buffer_tokens=8)
+SMOKE_MODEL = _SMOKE_SHAPE | _SMOKE_STACKS
 SMOKE_STEP = dict(
     batch=32, init_std=0.25, usage_decay=0.99, commitment=0.25, aux=0.6640625, grad_clip=1.0, betas=(0.9, 0.999)
 )

@@ -41,6 +41,31 @@ def run(cmd, cwd, check=True, timeout=900):
     return proc
 
 
+def tiny_train_cmd(command: str, work, out, log, *args, params=None, launcher=None) -> list[str]:
+    """`alitok COMMAND --profile tiny ARGS` (train-tokenizer, train-generator) with its work dir, final model and
+    JSON-lines log; `params`: a params file other than the default, `launcher`: another start than the `alitok`
+    script (torchrun ... -m alitok)."""
+    own_params = ["--params", params] if params else []
+    outputs = ["--work-dir", work, "--out", out, "--log-out", log]
+    return [*(launcher or ["alitok"]), command, *map(str, [*own_params, "--profile", "tiny", *args, *outputs])]
+
+
+def generator_train_cmd(ws: Path, work, out, log, *args, **kw) -> list[str]:
+    """tiny_train_cmd for `alitok train-generator` over the tokens that extract_tiny_tokens wrote in ws."""
+    tokens = ["--train-tokens", ws / "tokens" / "train", "--val-tokens", ws / "tokens" / "val"]
+    return tiny_train_cmd("train-generator", work, out, log, *args, *tokens, **kw)
+
+
+def final_weights(model: Path, kind: str, train: list | None = None) -> dict:
+    """The weights in a training run's final checkpoint; with `train`, after running that command (from the
+    repository root) to its end."""
+    from alitok.training import checkpoint
+
+    if train is not None:
+        run(train, cwd=REPO)
+    return checkpoint.load(model, kind=kind)["model"]
+
+
 def dry_run_jobs(stdout: str) -> dict:
     """The 'Job stats' table of a dry run, as {rule: count}."""
     lines = stdout.split("Job stats:")[1].splitlines()
@@ -51,6 +76,19 @@ def dry_run_jobs(stdout: str) -> dict:
             break
         jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def file_snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int] | str]:
+    """Everything under root: {relative path: (size, mtime_ns)} for a file or link, "dir" for a folder. Paths equal
+    to or under one in `skip` are left out."""
+    snap: dict[str, tuple[int, int] | str] = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if any(rel == s or rel.startswith(s + "/") for s in skip):
+            continue
+        st = path.lstat()
+        snap[rel] = "dir" if path.is_dir() and not path.is_symlink() else (st.st_size, st.st_mtime_ns)
+    return snap
 
 
 @pytest.fixture

@@ -122,3 +122,16 @@ def make_fake_imagenet(
     labels.write_text("".join(f"{ids[val_wnid[n]]}\n" for n in sorted(val_wnid)))
     write_meta_mat(meta, ids)
     return FakeImageNet(root, classes, labels, meta, val_wnid)
+
+
+def tiny_tokenizer_config(
+    image_size: int = 32, patch_size: int = 8, *, width: int = 32, depth: int = 2, heads: int = 2, **overrides
+):
+    """A small TokenizerConfig for CPU tests: 64 codes of dimension 8, encoder and decoder alike (`width`, `depth`,
+    `heads`) unless a field is overridden by its own name (enc_width=..., dec_heads=..., prefix=..., ...)."""
+    from alitok.models.tokenizer import TokenizerConfig
+
+    alike = dict(width=width, depth=depth, heads=heads)
+    sides = {f"{side}_{key}": v for side in ("enc", "dec") for key, v in alike.items()}
+    fields = dict(image_size=image_size, patch_size=patch_size, codebook_size=64, code_dim=8, mlp_ratio=4)
+    return TokenizerConfig(**{**fields, "prefix": "grid_plus_one", "buffer_tokens": 3, **sides, **overrides})

@@ -1,6 +1,7 @@
 """The ablations: units as params, the switches they flip, verdicts, and the tiny target end to end."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import torch
 from alitok import config
 from alitok.ablations import report, units
 from alitok.config import ParamsError
-from alitok.models.tokenizer import Decoder, Encoder, TokenizerConfig
+from alitok.models.tokenizer import Decoder, Encoder
 
 from conftest import REPO, dry_run_jobs, edit_params, run
+from fakes import tiny_tokenizer_config
 
 
 def _p(profile="ablations"):
@@ -19,7 +21,7 @@ def _p(profile="ablations"):
 
 
 def test_rows_flip_the_switches_of_the_paper_table():
-    a = config.load(REPO / "params.yaml", "ablations/A/seed1")
+    a = units.load(REPO / "params.yaml", "ablations/A/seed1")
     assert a["name"] == "ablations" and a["ablation"] == {"unit": "A", "seed": 1}
     model = a["tokenizer"]["model"]
     assert (model["stage1_decoder"], model["encoder_attention"], model["prefix"]) == (
@@ -29,13 +31,13 @@ def test_rows_flip_the_switches_of_the_paper_table():
     )
     assert a["tokenizer"]["loss"]["aux_weight"] == 0.0
     assert a["tokenizer"]["training"]["seed"] == a["generator"]["training"]["seed"] == 1
-    d, e = (config.load(REPO / "params.yaml", f"ablations/{r}/seed0") for r in "DE")
+    d, e = (units.load(REPO / "params.yaml", f"ablations/{r}/seed0") for r in "DE")
     assert (
         d["tokenizer"]["model"]["prefix"] == _p()["tokenizer"]["model"]["prefix"]
         and d["tokenizer"]["loss"]["aux_weight"] > 0
     )
     assert e["generator"]["scales"]["S"]["steps"] == 2 * d["generator"]["scales"]["S"]["steps"]
-    probe = config.load(REPO / "params.yaml", "ablations/probe/seed2")["tokenizer"]["model"]
+    probe = units.load(REPO / "params.yaml", "ablations/probe/seed2")["tokenizer"]["model"]
     assert probe["encoder_attention"] == "causal" and probe["stage1_decoder"] == "bidirectional"
 
 
@@ -56,7 +58,7 @@ def test_ctf_points_follow_each_subtable_conditions():
             s = units.points(p)[pid]
             assert (s["tau1"], s["tau2"]) == (1.0, 1.0) and (s["guidance"] == 2.0 or name == "c")
     assert all(units.points(p)[pid]["tau1"] == 1.1 for _, pid in tables["f"])
-    q = config.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
+    q = units.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
     assert q["ctf"]["sampling"]["tau1"] == q["ctf"]["sampling"]["tau2"] == 1.1
     assert q["ctf"]["clusters"]["count"] == 32 and q["ctf"]["stage2"] == p["ablations"]["ctf"]["stage2_sizes"]["M"]
     # CTF's stage 1 takes the length of the row whose tokens it uses (F: twice the AR training)
@@ -74,7 +76,7 @@ def test_ctf_points_follow_each_subtable_conditions():
 )
 def test_bad_unit_names_are_clear_errors(name, message):
     with pytest.raises(ParamsError, match=message):
-        config.load(REPO / "params.yaml", name)
+        units.load(REPO / "params.yaml", name)
 
 
 def test_aux_without_prefix_is_refused():
@@ -83,25 +85,12 @@ def test_aux_without_prefix_is_refused():
     doc = yaml.safe_load((REPO / "params.yaml").read_text())
     doc["profiles"]["smoke"]["ablations"]["alitok"]["B"]["aux"] = True
     with pytest.raises(ParamsError, match="aux needs prefix"):
-        config.load(doc, "smoke")
+        units.load(doc, "smoke")
 
 
 def _tok(**kw):
-    return TokenizerConfig(
-        image_size=16,
-        patch_size=4,
-        codebook_size=8,
-        code_dim=4,
-        enc_width=16,
-        enc_depth=1,
-        enc_heads=2,
-        dec_width=16,
-        dec_depth=1,
-        dec_heads=2,
-        mlp_ratio=2,
-        prefix="none",
-        buffer_tokens=2,
-        **kw,
+    return tiny_tokenizer_config(
+        16, 4, width=16, depth=1, codebook_size=8, code_dim=4, mlp_ratio=2, prefix="none", buffer_tokens=2, **kw
     )
 
 
@@ -150,20 +139,22 @@ def test_ablations_profile_plans_every_unit_once_per_seed(project):
     """The real target's DAG: 5 tokenizers, 6 generators, 7 scored rows, 3 K x 5 stage 2s, per seed, nothing twice."""
     plan = run(["snakemake", "-n", "--config", "profile=ablations", "--", "ablations"], cwd=project)
     jobs = dry_run_jobs(plan.stdout)
-    per_seed = {
-        "ablation_tokenizer_stage1": 5,
-        "ablation_tokenizer_stage2": 1,
-        "ablation_eval_tokenizer": 6,
-        "ablation_tokens": 10,
-        "ablation_train_generator": 6,
+    per_seed = {  # the main rules, reused under each unit's profile (CTF's stage 1 is a train_generator job)
+        "train_tokenizer_stage1": 5,
+        "train_tokenizer_stage2": 1,
+        "eval_tokenizer": 6,
+        "extract_tokens": 10,
+        "train_generator": 6 + 3,
         "ablation_score_row": 7,
-        "ablation_ctf_clusters": 3,
-        "ablation_ctf_stage1": 3,
-        "ablation_ctf_stage2": 5,
+        "ctf_clusters": 3,
+        "train_ctf_stage2": 5,
         "ablation_ctf_score": 5,
     }
     assert {k: jobs.get(k) for k in per_seed} == {k: 3 * v for k, v in per_seed.items()}
-    assert jobs["ablation_report"] == 1 and "train_generator" not in jobs  # the default pipeline's rules stay out
+    assert jobs["ablation_report"] == 1 and "sample_generator" not in jobs  # the default pipeline's runs stay out
+    outputs = re.findall(r"\n    output: (.*)", plan.stdout)
+    trained = [o for o in outputs if "/tokenizer/" in o or "/generator/" in o or "/tokens/" in o or "/ctf/" in o]
+    assert len(trained) == 3 * 39 and all(o.startswith("results/ablations/ablation/seed") for o in trained)
     default = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert not any(k.startswith("ablation") for k in default)  # and `all` never runs the ablations
 
@@ -206,7 +197,7 @@ def test_tiny_ablations_target(project):
         assert (root / "figures" / fig).stat().st_size > 10_000
     # two seeds really ran: different seeds, different generators
     losses = [
-        json.loads((root / f"seed{s}/generator/A/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)
+        json.loads((root / f"seed{s}/A/generator/S/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)
     ]
     assert losses[0] != losses[1]
     import mlflow

@@ -7,20 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from alitok import config
+from alitok import config, geometry
 from alitok.ctf.clusters import coarse_map, kmeans, token_usage
 from alitok.ctf.sampling import generate_ctf
 from alitok.models.generator import Generator, GeneratorConfig
-from alitok.tokenizer.train import model_config
 
 LLAMAGEN_VQ16 = {"num_prefix": 0, "grid": 16, "num_classes": 1000}  # LlamaGen's 16x16 map, ImageNet classes
 
 
 @pytest.mark.parametrize("size,stage1,stage2", [("B", 86.51, 98.70), ("L", 310.41, 326.66), ("XL", 734.07, 754.38)])
 def test_paper_sizes_on_meta(size, stage1, stage2):
-    """Stage 1 reads and predicts 512 coarse labels: the paper's 87M / 310M / 734M (ctf.md §1.2). Stage 2 reads
-    512 and predicts 16384: 98.7M / 326.7M / 754.4M, where the paper states LlamaGen's nominal 111M / 343M /
-    775M (docs/ctf.md)."""
+    """Stage 1 reads and predicts 512 coarse labels: the paper's 87M / 310M / 734M (docs/papers/ctf.md §1.2).
+    Stage 2 reads 512 and predicts 16384: 98.7M / 326.7M / 754.4M, where the paper states LlamaGen's nominal 111M /
+    343M / 775M (docs/ctf.md)."""
     with torch.device("meta"):
         s1 = Generator(GeneratorConfig.named("llamagen", size, vocab_size=512, **LLAMAGEN_VQ16))
         s2 = Generator(
@@ -33,13 +32,11 @@ def test_paper_sizes_on_meta(size, stage1, stage2):
 
 @pytest.mark.parametrize("arch", ["alitok", "llamagen"])
 def test_configs_build_over_this_pipelines_codebook(arch):
-    tok = model_config(config.load("params.yaml", "imagenet256"))
-    geo = {"num_prefix": tok.num_prefix, "grid": tok.grid, "num_classes": 1000}
+    geo = geometry.from_params(config.load("params.yaml", "imagenet256")).generator(1000)
+    codes = geo.pop("vocab_size")
     with torch.device("meta"):
         s1 = Generator(GeneratorConfig.named(arch, "B", vocab_size=512, **geo))
-        s2 = Generator(
-            GeneratorConfig.named(arch, "B", vocab_size=tok.codebook_size, input_vocab=512, causal=False, **geo)
-        )
+        s2 = Generator(GeneratorConfig.named(arch, "B", vocab_size=codes, input_vocab=512, causal=False, **geo))
     assert s1.config.seq_len == s2.config.seq_len == 273
     assert s2.output.weight.shape[0] == 4096
     if arch == "alitok":  # the shared table holds the K coarse rows, then the unused row and the classes
@@ -55,7 +52,7 @@ def test_the_profiles_ctf_models_build_on_meta(profile):
     from alitok.generator.config import model_config as generator_config
 
     p = config.load("params.yaml", profile)
-    k, vocab = p["ctf"]["clusters"]["count"], model_config(p).codebook_size
+    k, vocab = p["ctf"]["clusters"]["count"], geometry.from_params(p).codebook_size
     with torch.device("meta"):
         for scale in p["ctf"]["run"]:
             plain, stage1 = Generator(generator_config(p, scale, 1000)), Generator(ctf_config(p, 1, k, 1000, scale))
@@ -165,51 +162,35 @@ def ws(tmp_path_factory):
     return ws
 
 
-def alitok(ws, *args):
+def alitok(*args, check=True):
+    """`alitok COMMAND --profile tiny ARGS`, run from the repository root."""
     from conftest import REPO, run
 
-    return run(["alitok", *args[:1], "--profile", "tiny", *map(str, args[1:])], cwd=REPO)
+    return run(["alitok", args[0], "--profile", "tiny", *map(str, args[1:])], cwd=REPO, check=check)
+
+
+def make_clusters(ws):
+    """ws/clusters.json: `alitok ctf-clusters` over the random tokenizer's codebook and ws's train tokens."""
+    inputs = ["--tokenizer", ws / "tok.pt", "--train-tokens", ws / "tokens" / "train"]
+    alitok("ctf-clusters", *inputs, "--out", ws / "clusters.json")
 
 
 def test_stages_from_the_command_line(ws):
     """ctf-clusters -> train stage 1 and stage 2 -> two-stage samples, as the pipeline will chain them."""
     from alitok.generator.release import load_generator
 
-    alitok(
-        ws,
-        "ctf-clusters",
-        "--tokenizer",
-        ws / "tok.pt",
-        "--train-tokens",
-        ws / "tokens" / "train",
-        "--out",
-        ws / "clusters.json",
-    )
+    from conftest import REPO, generator_train_cmd, run
+
+    make_clusters(ws)
     cmap = json.loads((ws / "clusters.json").read_text())
     assert cmap["clusters"] == 32 and cmap["codebook_size"] == 256 and sum(cmap["sizes"]) == 256
     assert cmap["used_codes"] + len(cmap["unused_codes"]) == 256 and cmap["used_codes"] > 0
 
     for stage in (1, 2):  # stage 1 takes scale S's shape and steps, stage 2 ctf.stage2's (tiny: 8 steps)
         scale = ["--scale", "S"] if stage == 1 else []
-        alitok(
-            ws,
-            "train-generator",
-            *scale,
-            "--train-tokens",
-            ws / "tokens" / "train",
-            "--val-tokens",
-            ws / "tokens" / "val",
-            "--work-dir",
-            ws / f"work{stage}",
-            "--out",
-            ws / f"stage{stage}.pt",
-            "--log-out",
-            ws / f"log{stage}.jsonl",
-            "--ctf-stage",
-            stage,
-            "--coarse-map",
-            ws / "clusters.json",
-        )
+        files = (ws / f"work{stage}", ws / f"stage{stage}.pt", ws / f"log{stage}.jsonl")
+        ctf = ["--ctf-stage", stage, "--coarse-map", ws / "clusters.json"]
+        run(generator_train_cmd(ws, *files, *scale, *ctf), cwd=REPO)
         records = [json.loads(line) for line in (ws / f"log{stage}.jsonl").read_text().splitlines()]
         assert records[-1]["step"] == (12 if stage == 1 else 8) and "val_loss" in records[-1]
     s1, s2 = load_generator(ws / "stage1.pt").config, load_generator(ws / "stage2.pt").config
@@ -220,47 +201,16 @@ def test_stages_from_the_command_line(ws):
     assert first["loss"] < np.log(32) + 0.5
 
     common = ["--scale", "S", "--tokenizer", ws / "tok.pt", "--coarse-map", ws / "clusters.json"]
-    alitok(
-        ws,
-        "sample",
-        *common,
-        "--generator",
-        ws / "stage1.pt",
-        "--ctf-stage2",
-        ws / "stage2.pt",
-        "--work-dir",
-        ws / "work_sample",
-        "--out-archive",
-        ws / "samples.npz",
-        "--out-grid",
-        ws / "grid.png",
-    )
+
+    def sample(stage1, stage2, work, archive, grid, check=True):
+        outputs = ["--work-dir", work, "--out-archive", archive, "--out-grid", grid]
+        return alitok("sample", *common, "--generator", stage1, "--ctf-stage2", stage2, *outputs, check=check)
+
+    sample(ws / "stage1.pt", ws / "stage2.pt", ws / "work_sample", ws / "samples.npz", ws / "grid.png")
     with np.load(ws / "samples.npz") as z:
         assert z["arr_0"].shape == (20, 32, 32, 3) and z["arr_0"].dtype == np.uint8
     # the stages swapped: refused in one line that names both files
-    from conftest import REPO, run
-
-    bad = run(
-        [
-            "alitok",
-            "sample",
-            "--profile",
-            "tiny",
-            *map(str, common),
-            "--generator",
-            str(ws / "stage2.pt"),
-            "--ctf-stage2",
-            str(ws / "stage1.pt"),
-            "--work-dir",
-            str(ws / "w2"),
-            "--out-archive",
-            str(ws / "bad.npz"),
-            "--out-grid",
-            str(ws / "bad.png"),
-        ],
-        cwd=REPO,
-        check=False,
-    )
+    bad = sample(ws / "stage2.pt", ws / "stage1.pt", ws / "w2", ws / "bad.npz", ws / "bad.png", check=False)
     assert bad.returncode == 2 and "stage1.pt" in bad.stderr and "do not fit" in bad.stderr
     assert not (ws / "bad.npz").exists()
 
@@ -274,43 +224,15 @@ def test_stages_from_the_command_line(ws):
     ],
 )
 def test_a_mixed_up_ctf_training_call_is_refused(ws, args, message):
-    from conftest import REPO, run
+    from conftest import REPO, generator_train_cmd, run
 
     if not (ws / "clusters.json").exists():
-        alitok(
-            ws,
-            "ctf-clusters",
-            "--tokenizer",
-            ws / "tok.pt",
-            "--train-tokens",
-            ws / "tokens" / "train",
-            "--out",
-            ws / "clusters.json",
-        )
+        make_clusters(ws)
     args = [str(ws / a) if a == "clusters.json" else a for a in args]
     if "--ctf-stage" in args:
         args += ["--coarse-map", str(ws / "clusters.json")]
-    proc = run(
-        [
-            "alitok",
-            "train-generator",
-            "--profile",
-            "tiny",
-            *args,
-            "--train-tokens",
-            str(ws / "tokens" / "train"),
-            "--val-tokens",
-            str(ws / "tokens" / "val"),
-            "--work-dir",
-            str(ws / "wbad"),
-            "--out",
-            str(ws / "bad.pt"),
-            "--log-out",
-            str(ws / "bad.jsonl"),
-        ],
-        cwd=REPO,
-        check=False,
-    )
+    cmd = generator_train_cmd(ws, ws / "wbad", ws / "bad.pt", ws / "bad.jsonl", *args)
+    proc = run(cmd, cwd=REPO, check=False)
     assert proc.returncode != 0 and message in proc.stderr and not (ws / "bad.pt").exists()
 
 
@@ -338,16 +260,7 @@ def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):
     from alitok.ctf.redundancy import swap_anywhere, swap_within_cluster
 
     if not (ws / "clusters.json").exists():
-        alitok(
-            ws,
-            "ctf-clusters",
-            "--tokenizer",
-            ws / "tok.pt",
-            "--train-tokens",
-            ws / "tokens" / "train",
-            "--out",
-            ws / "clusters.json",
-        )
+        make_clusters(ws)
     f2c = torch.tensor(json.loads((ws / "clusters.json").read_text())["fine_to_coarse"])
     codes = torch.randint(256, (50, 73))
     swapped = swap_within_cluster(codes, f2c, seed=0)
@@ -362,22 +275,9 @@ def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):
     moved = lambda new: (book[new] - book[codes]).pow(2).sum(-1).mean()
     assert moved(swapped) < 0.75 * moved(anywhere)
 
-    alitok(
-        ws,
-        "ctf-redundancy",
-        "--tokenizer",
-        ws / "tok.pt",
-        "--coarse-map",
-        ws / "clusters.json",
-        "--val",
-        ws / "data" / "val.csv",
-        "--dataset",
-        ws / "data" / "dataset.json",
-        "--classifier",
-        ws / "classifier.pt",
-        "--out",
-        ws / "redundancy.json",
-    )
+    maps = ["--tokenizer", ws / "tok.pt", "--coarse-map", ws / "clusters.json"]
+    images = ["--val", ws / "data" / "val.csv", "--dataset", ws / "data" / "dataset.json"]
+    alitok("ctf-redundancy", *maps, *images, "--classifier", ws / "classifier.pt", "--out", ws / "redundancy.json")
     r = json.loads((ws / "redundancy.json").read_text())
     assert r["num_images"] == 20
     # even a random decoder is continuous in the code vectors: near codes decode to nearer images

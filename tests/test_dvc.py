@@ -2,8 +2,9 @@
 test that reads that run lives here, so `make test`'s workers (one file each) make it once.
 
 DVC wraps the Snakemake pipeline as one coarse stage and shares its results through a remote (a local folder
-here): a colleague's clone runs plain `dvc pull` and has nothing to recompute; a changed generator param reruns only the
-generator's side; a corrupted remote copy is refused by name."""
+here): a colleague's clone runs `alitok pull` (or plain `dvc pull`, then `alitok pull --no-fetch`) and has nothing to
+recompute; parsing the Snakefile writes nothing, and a real run after a plain `dvc pull` alone is refused; a changed
+generator param reruns only the generator's side; a corrupted remote copy is refused by name."""
 
 import hashlib
 import json
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import dry_run_jobs, edit_params, run
+from conftest import dry_run_jobs, edit_params, file_snapshot, run
 
 pytestmark = pytest.mark.slow
 
@@ -53,20 +54,22 @@ def test_dvc_repro_runs_snakemake_and_records_metrics_plots_artifacts(tiny_share
     assert "results/tiny/data/images" not in tracked and "dvc.lock" in tracked
 
 
-def change_a_generator_param_and_check_only_its_side_reruns(colleague):
-    """`dvc exp run -S` on a generator param: training, sampling, evaluation and the report rerun, and nothing of
-    the data, classifier, tokenizer or tokens."""
+def generator_steps(colleague) -> int:
+    return yaml.safe_load((colleague / "params.yaml").read_text())["profiles"]["tiny"]["generator"]["scales"]["S"][
+        "steps"
+    ]
+
+
+def change_a_generator_param_and_check_only_its_side_reruns(colleague, already_changed=False):
+    """`dvc exp run -S` on a generator param (plain `dvc exp run` when params.yaml has it already): training,
+    sampling, evaluation and the report rerun, and nothing of the data, classifier, tokenizer or tokens."""
     tokenizer = colleague / "results" / "tiny" / "tokenizer" / "stage2.pt"
     generator = colleague / "results" / "tiny" / "generator" / "S" / "model.pt"
     before = {p: md5(p) for p in (tokenizer, generator)}  # content: marking a pull up to date touches files
-    steps = yaml.safe_load((colleague / "params.yaml").read_text())["profiles"]["tiny"]["generator"]["scales"]["S"][
-        "steps"
-    ]
-    run(
-        ["dvc", "exp", "run", "-q", "-S", f"profiles.tiny.generator.scales.S.steps={steps + 2}"],
-        cwd=colleague,
-        timeout=1800,
+    change = (
+        [] if already_changed else ["-S", f"profiles.tiny.generator.scales.S.steps={generator_steps(colleague) + 2}"]
     )
+    run(["dvc", "exp", "run", "-q", *change], cwd=colleague, timeout=1800)
     assert md5(tokenizer) == before[tokenizer], "a generator param retrained the tokenizer"
     assert md5(generator) != before[generator], "the generator was not retrained"
     log = max((colleague / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
@@ -85,8 +88,8 @@ def change_a_generator_param_and_check_only_its_side_reruns(colleague):
 def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(tiny_shared, tmp_path):
     origin, _ = tiny_shared
     colleague = clone(origin, tmp_path / "colleague")
-    run(["dvc", "pull", "-q"], cwd=colleague)
-    assert snakemake_jobs(colleague) == set(), "a fresh clone plus plain `dvc pull` has nothing to be done"
+    run(["alitok", "pull"], cwd=colleague)  # dvc pull, then every file verified and the results marked computed
+    assert snakemake_jobs(colleague) == set(), "a fresh clone plus `alitok pull` has nothing to be done"
     assert snakemake_jobs(colleague) == set(), "and still nothing on the next invocation"
     change_a_generator_param_and_check_only_its_side_reruns(colleague)
 
@@ -100,12 +103,15 @@ def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_it
 
 
 def test_a_param_changed_right_after_the_pull_reruns_only_its_side(tiny_shared, tmp_path):
-    """No snakemake call between `dvc pull` and `dvc exp run -S`: the pulled results are marked up to date with
-    dvc.lock's params, so the changed one is still seen."""
+    """A param changed between a plain `dvc pull` and `alitok pull --no-fetch`: the pulled results are marked up
+    to date with dvc.lock's params, so the changed one is still seen."""
     origin, _ = tiny_shared
     colleague = clone(origin, tmp_path / "colleague")
     run(["dvc", "pull", "-q"], cwd=colleague)
-    change_a_generator_param_and_check_only_its_side_reruns(colleague)
+    steps = generator_steps(colleague)
+    edit_params(colleague, lambda d: d["profiles"]["tiny"]["generator"]["scales"]["S"].update(steps=steps + 2))
+    run(["alitok", "pull", "--no-fetch"], cwd=colleague)
+    change_a_generator_param_and_check_only_its_side_reruns(colleague, already_changed=True)
 
 
 def test_a_corrupt_remote_copy_is_refused_by_name(tiny_shared, tmp_path):
@@ -124,9 +130,9 @@ def test_a_corrupt_remote_copy_is_refused_by_name(tiny_shared, tmp_path):
     colleague = clone(origin, tmp_path / "colleague")
     run(["dvc", "remote", "modify", "--local", "lab", "url", str(bad_remote)], cwd=colleague)
     run(["dvc", "pull", "-q"], cwd=colleague)  # DVC trusts the remote: the flipped byte is checked out
-    proc = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/local"], cwd=colleague, check=False)
-    assert proc.returncode != 0
-    (line,) = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "does not match dvc.lock" in ln]
+    proc = run(["alitok", "pull", "--no-fetch"], cwd=colleague, check=False)
+    assert proc.returncode == 2
+    (line,) = [ln for ln in proc.stderr.splitlines() if "does not match dvc.lock" in ln]
     assert "results/tiny/tokenizer/stage2.pt" in line and entry["md5"] in line
     assert not (colleague / "results" / "tiny" / "tokenizer" / "stage2.pt").exists()
     assert (colleague / "results" / "tiny" / "tokenizer" / "stage1.pt").is_file()  # the good files stay
@@ -136,6 +142,37 @@ def test_a_corrupt_remote_copy_is_refused_by_name(tiny_shared, tmp_path):
     assert proc.returncode == 2
     assert any("stage2.pt" in ln and "does not match dvc.lock" in ln for ln in proc.stderr.splitlines())
     assert not (colleague / ".snakemake" / "metadata").exists()
+
+
+def test_after_a_plain_dvc_pull_a_dry_run_writes_nothing_and_a_real_run_is_refused(tiny_shared, tmp_path):
+    """Parsing the Snakefile has no side effects (it used to hash and touch pulled results): after a plain `dvc pull`
+    a dry run warns, naming `alitok pull`, and writes nothing outside Snakemake's own .snakemake/; a real run is
+    refused before any job instead of recomputing the pulled results; `alitok pull --no-fetch` then adopts them."""
+    origin, _ = tiny_shared
+    colleague = clone(origin, tmp_path / "colleague")
+    run(["dvc", "pull", "-q"], cwd=colleague)
+    # pulled files get arbitrary times: here, deterministically, one input looks newer than what was computed from it
+    (colleague / "results" / "tiny" / "tokenizer" / "stage2.pt").touch()
+    outside = (".snakemake",)  # Snakemake's bookkeeping; ours, .snakemake/alitok/, must not appear either
+
+    def changed(before):  # Python's bytecode caches aside too (the clone's alitok/ is imported)
+        after = file_snapshot(colleague, skip=outside)
+        diff = (k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        return sorted(k for k in diff if "__pycache__" not in k.split("/"))
+
+    before = file_snapshot(colleague, skip=outside)
+    proc = run(["snakemake", "-n", "--workflow-profile", "workflow/profiles/local"], cwd=colleague)
+    assert changed(before) == [] and not (colleague / ".snakemake" / "alitok").exists()
+    (warning,) = [ln for ln in proc.stderr.splitlines() if "alitok pull --no-fetch" in ln]
+    assert warning.startswith("alitok: warning: results/tiny") and "docs/sharing.md" in warning
+    assert dry_run_jobs(proc.stdout).get("train_generator"), "unadopted, the pulled results look out of date"
+
+    proc = run(["snakemake", "--workflow-profile", "workflow/profiles/local"], cwd=colleague, check=False)
+    assert proc.returncode != 0 and "not recomputing pulled results" in proc.stdout + proc.stderr
+    assert changed(before) == [], "a job ran"
+
+    run(["alitok", "pull", "--no-fetch"], cwd=colleague)
+    assert snakemake_jobs(colleague) == set()
 
 
 def test_tiny_pipeline_runs_and_then_has_nothing_to_do(tiny_shared, tmp_path):

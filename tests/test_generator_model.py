@@ -5,15 +5,14 @@ import math
 import pytest
 import torch
 
-from alitok import config
+from alitok import config, geometry
 from alitok.generator.sampling import filter_logits, generate, guidance_scale, sample_uniform
 from alitok.models.generator import Generator, GeneratorConfig, KVCache, apply_rope, rope_table
 from alitok.tokenizer.train import model_config
 
 
 def paper_geometry(profile: str = "imagenet256") -> dict:
-    tok = model_config(config.load("params.yaml", profile))
-    return {"vocab_size": tok.codebook_size, "num_prefix": tok.num_prefix, "grid": tok.grid, "num_classes": 1000}
+    return geometry.from_params(config.load("params.yaml", profile)).generator(1000)
 
 
 @pytest.mark.parametrize(
@@ -21,18 +20,18 @@ def paper_geometry(profile: str = "imagenet256") -> dict:
     [
         ("alitok", "B", 177.05),
         ("alitok", "L", 317.85),
-        ("alitok", "XL", 662.14),  # alitok.md §2.1
+        ("alitok", "XL", 662.14),  # docs/papers/alitok.md §2.1
         ("llamagen", "B", 110.89),
         ("llamagen", "L", 342.91),
-        ("llamagen", "XL", 774.70),  # ctf.md §1, 16384 codes
+        ("llamagen", "XL", 774.70),  # docs/papers/llamagen.md §2, 16384 codes
     ],
 )
 def test_paper_sizes_on_meta(arch, size, millions):
-    geometry = paper_geometry()
+    geo = paper_geometry()
     if arch == "llamagen":  # LlamaGen VQ-16: 16384 codes, 16x16 grid, no prefix
-        geometry.update(vocab_size=16384, num_prefix=0)
+        geo.update(vocab_size=16384, num_prefix=0)
     with torch.device("meta"):
-        model = Generator(GeneratorConfig.named(arch, size, **geometry))
+        model = Generator(GeneratorConfig.named(arch, size, **geo))
     assert round(model.num_params() / 1e6, 2) == millions
 
 
@@ -50,7 +49,7 @@ def test_alitok_geometry_comes_from_the_tokenizer():
 
 
 def test_rope_table_spot_values():
-    """alitok-numerics.md §2.5, B (head dim 48)."""
+    """docs/papers/alitok-release.md §2.5, B (head dim 48)."""
     t = rope_table(GeneratorConfig.named("alitok", "B", **paper_geometry()))
     assert t.shape == (274, 24, 2) and t.dtype == torch.float32
     assert torch.equal(t[0], torch.zeros(24, 2))
@@ -108,7 +107,7 @@ def test_norm_eps_and_switches():
 
 
 def test_guidance_schedule_matches_release():
-    """alitok-numerics.md §2.7, at 273 steps."""
+    """docs/papers/alitok-release.md §2.7, at 273 steps."""
     facts = {
         (16.0, 1.8): {1: 1.0, 100: 1.9739, 136: 3.8159, 200: 10.1628, 272: 15.9984},
         (6.0, 0.7): {1: 1.0048, 100: 3.4615, 200: 5.5421, 272: 5.9999},

@@ -1,6 +1,5 @@
 """Importing released generators: names and shapes at full size on meta tensors, a real round trip at small size."""
 
-import subprocess
 import sys
 
 import pytest
@@ -10,9 +9,11 @@ from alitok.generator import release
 from alitok.generator.release import ReleaseError, check_state, detect_size, import_release, load_generator
 from alitok.models.generator import Generator, GeneratorConfig
 
+from conftest import REPO, run
+
 
 def released_shapes(width, depth, hd, ffn, codes=4096, classes=1000):
-    """alitok-release-checkpoints.md, blocks expanded."""
+    """docs/papers/alitok-release.md §6, blocks expanded."""
     shapes = {
         "embeddings.weight": (codes + 1 + classes + 1, width),
         "norm.weight": (width,),
@@ -110,19 +111,8 @@ def test_bad_files_get_one_clear_error(tmp_path, small_release):
 
 
 def test_cli_reports_a_missing_file_in_one_line(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alitok",
-            "import-generator",
-            str(tmp_path / "alitok_b.bin"),
-            "--out",
-            str(tmp_path / "g.pt"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    cmd = [sys.executable, "-m", "alitok", "import-generator", tmp_path / "alitok_b.bin", "--out", tmp_path / "g.pt"]
+    r = run(cmd, cwd=REPO, check=False)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("alitok import-generator: error:")
     assert "does not exist" in r.stderr

@@ -13,11 +13,11 @@ from alitok.generator.archive import released_labels, to_uint8, write_npz
 from alitok.generator.config import model_config as generator_config
 from alitok.models.generator import Generator
 
-from conftest import REPO, save_random_tokenizer
+from conftest import REPO, run, save_random_tokenizer
 
 
 def test_released_label_layout():
-    """alitok-numerics.md §3 with W = 8: label (250r + 125·it + i) mod 1000 at file k = it·1000 + 8i + r."""
+    """docs/papers/alitok-release.md §3 with W = 8: label (250r + 125·it + i) mod 1000 at file k = it·1000 + 8i + r."""
     labels = released_labels(50000, 1000, world=8, batch=125)
     assert labels[:6].tolist() == [0, 250, 500, 750, 0, 250]
     assert np.bincount(labels, minlength=1000).tolist() == [50] * 1000
@@ -117,7 +117,6 @@ def test_killed_sampling_resumes_and_matches(models, monkeypatch):
 
 def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path):
     """A generator trained on other tokens (here: the smoke geometry) against the tiny tokenizer."""
-    import subprocess
     import sys
 
     ws, p = models
@@ -132,31 +131,10 @@ def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path)
         },
         tmp_path / "gen.pt",
     )
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alitok",
-            "sample",
-            "--profile",
-            "tiny",
-            "--scale",
-            "S",
-            "--generator",
-            str(tmp_path / "gen.pt"),
-            "--tokenizer",
-            str(ws / "tok.pt"),
-            "--work-dir",
-            str(tmp_path / "w"),
-            "--out-archive",
-            str(tmp_path / "s.npz"),
-            "--out-grid",
-            str(tmp_path / "g.png"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    cli = [sys.executable, "-m", "alitok", "sample", "--profile", "tiny", "--scale", "S"]
+    checkpoints = ["--generator", tmp_path / "gen.pt", "--tokenizer", ws / "tok.pt"]
+    outputs = ["--work-dir", tmp_path / "w", "--out-archive", tmp_path / "s.npz", "--out-grid", tmp_path / "g.png"]
+    r = run([*cli, *checkpoints, *outputs], cwd=REPO, check=False)
     assert r.returncode == 2 and "emits 73 codes over 1024" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "s.npz").exists()
 

@@ -16,7 +16,17 @@ from alitok.generator.train import batch_split, optimizer
 from alitok.models.generator import Generator, GeneratorConfig
 from alitok.training import checkpoint
 
-from conftest import REPO, extract_tiny_tokens, kill_at_step, make_tiny_data, run, save_random_tokenizer, tool_env
+from conftest import (
+    REPO,
+    extract_tiny_tokens,
+    final_weights,
+    generator_train_cmd,
+    kill_at_step,
+    make_tiny_data,
+    run,
+    save_random_tokenizer,
+    tool_env,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,35 +43,18 @@ def ws(tmp_path_factory):
 
 
 def train_cmd(ws, name, params=None, launcher=None):
-    return (launcher or ["alitok"]) + [
-        "train-generator",
-        "--params",
-        str(params or ws / "params.yaml"),
-        "--profile",
-        "tiny",
-        "--scale",
-        "S",
-        "--train-tokens",
-        str(ws / "tokens" / "train"),
-        "--val-tokens",
-        str(ws / "tokens" / "val"),
-        "--work-dir",
-        str(ws / name / "work"),
-        "--out",
-        str(ws / name / "model.pt"),
-        "--log-out",
-        str(ws / name / "log.jsonl"),
-    ]
+    run_dir = ws / name
+    files = (run_dir / "work", run_dir / "model.pt", run_dir / "log.jsonl")
+    return generator_train_cmd(ws, *files, "--scale", "S", params=params or ws / "params.yaml", launcher=launcher)
 
 
-def final_state(ws, name) -> dict:
-    return checkpoint.load(ws / name / "model.pt", kind="generator")["model"]
+def final_state(ws, name, train=False) -> dict:
+    return final_weights(ws / name / "model.pt", "generator", train_cmd(ws, name) if train else None)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(ws):
-    run(train_cmd(ws, "straight"), cwd=REPO)
-    return final_state(ws, "straight")
+    return final_state(ws, "straight", train=True)
 
 
 def test_batch_split():
@@ -142,8 +135,7 @@ def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
     # once before the first checkpoint (step 4 in tiny), once after it
     for at in (1, rng.randint(5, 17)):
         kill_at_step(train_cmd(ws, name), log, at, cwd=REPO)
-    run(train_cmd(ws, name), cwd=REPO)
-    resumed = final_state(ws, name)
+    resumed = final_state(ws, name, train=True)
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key
     steps = [json.loads(line)["step"] for line in (ws / name / "log.jsonl").read_text().splitlines()]

@@ -74,3 +74,76 @@ def test_building_the_dag_imports_no_torch(project, tmp_path):
         ["snakemake", "-n", "--config", "profile=tiny"], cwd=project, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "Job stats" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """alitok module -> the alitok modules it imports anywhere in its source, at module level or inside a function
+    (a lazy import defers a dependency, it does not remove it). Parsed, not imported: nothing heavy is loaded."""
+    import ast
+
+    files = {_module_name(f): f for f in sorted((REPO / "alitok").rglob("*.py"))}
+
+    def resolve(name: str) -> str | None:
+        """The deepest alitok module that `name` (a module or a name inside one) lies in."""
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up level - 1
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                targets = [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            deps |= {m for t in targets if t.split(".")[0] == "alitok" and (m := resolve(t)) not in (None, name)}
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                return path[path.index(d) :] + [d]
+            if d not in state and (cycle := visit(d)):
+                return cycle
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m)):
+            return cycle
+    return None
+
+
+def test_cycle_finder_finds_lazy_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert {"alitok.config", "alitok.cli", "alitok.ablations.units"} <= set(graph)  # the walk found the package
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle inside alitok: " + " -> ".join(cycle)

@@ -1,18 +1,27 @@
 """The report: verdicts on the smoke claims, gaps to the paper only where the protocol matches, figures written."""
 
+import argparse
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from alitok.evaluation import report
+from alitok.evaluation.report_data import ReportData
 
-from conftest import REPO
+from conftest import REPO, file_snapshot
 
 PAPER = REPO / "results" / "paper" / "published.csv"
 
 
 def _evaluation(path, cc, control=None, extractor="alitok-domain", kind="split", fid=50.0):
+    path.write_text(json.dumps(_metrics(cc, control, extractor, kind, fid)))
+    return path
+
+
+def _metrics(cc, control=None, extractor="alitok-domain", kind="split", fid=50.0):
     m = {
         "fid": fid,
         "is": 2.0,
@@ -34,8 +43,7 @@ def _evaluation(path, cc, control=None, extractor="alitok-domain", kind="split",
     }
     if cc is None:
         del m["class_consistency"], m["chance"]
-    path.write_text(json.dumps(m))
-    return path
+    return m
 
 
 def test_published_numbers_cite_their_source():
@@ -43,7 +51,7 @@ def test_published_numbers_cite_their_source():
 
     paper = pd.read_csv(PAPER)
     assert {"paper", "version", "table", "model", "metric", "value", "source", "evidence"} <= set(paper.columns)
-    assert paper.source.str.match(r"(alitok|ctf)\.md §\d").all() and paper.value.notna().all()
+    assert paper.source.str.match(r"docs/papers/(alitok|ctf)\.md §\d").all() and paper.value.notna().all()
     release = paper[(paper.table == "release (ImageNet-256)") & (paper.metric == "gfid")]
     assert dict(zip(release.model, release.value)) == {"AliTok-B": 1.50, "AliTok-L": 1.42, "AliTok-XL": 1.35}
     assert {"Table 1 (ImageNet-256)", "Table 2 speed (1x A100 batch 64)"} <= set(paper[paper.paper == "ctf"].table)
@@ -78,14 +86,8 @@ def test_report_and_figures(tmp_path):
     torch.save({"model": model.state_dict()}, gen / "model.pt")
     (gen / "log.jsonl").write_text(json.dumps({"step": 10, "val_loss": 3.0, "val_acc": 0.2, "val_class_gain": 0.01}))
     evals = [_evaluation(tmp_path / "S.json", 0.3)]
-    report.run(
-        out=tmp_path / "report.md",
-        fig_dir=tmp_path / "figures",
-        evaluations=evals,
-        paper_csv=PAPER,
-        generator_logs=[gen / "log.jsonl"],
-        generators=[gen / "model.pt"],
-    )
+    runs = {"S": {"evaluation": str(evals[0]), "generator": str(gen / "model.pt"), "log": str(gen / "log.jsonl")}}
+    report.run({"runs": runs, "paper": str(PAPER)}, out=tmp_path / "report.md", fig_dir=tmp_path / "figures")
     text = (tmp_path / "report.md").read_text()
     assert "**not met**" in text and "no gap to the papers is computed" in text and "0.0100" in text
     for f in report.FIGURES:
@@ -93,7 +95,8 @@ def test_report_and_figures(tmp_path):
         assert f"figures/{f}" in text
 
     comparable = [_evaluation(tmp_path / "B.json", None, extractor="inception-v3-compat", kind="adm_npz", fid=1.61)]
-    report.run(out=tmp_path / "r2.md", fig_dir=tmp_path / "f2", evaluations=comparable, paper_csv=PAPER)
+    manifest = {"runs": {"B": {"evaluation": str(comparable[0])}}, "paper": str(PAPER)}
+    report.run(manifest, out=tmp_path / "r2.md", fig_dir=tmp_path / "f2")
     text = (tmp_path / "r2.md").read_text()
     assert "the gap is meaningful" in text and "| B | 1.610 |" in text
 
@@ -139,18 +142,24 @@ def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
         "whole_codebook": {"psnr": 7.0, "rfid": 140.0, "psnr_vs_reconstruction": 7.5},
     }
     (tmp_path / "red.json").write_text(json.dumps({"num_images": 60, "seed": 0, **swaps}))
-    gens = [tmp_path / "generator" / n / "model.pt" for n in ("S", "ctf-S")]
+    gens = {n: tmp_path / "generator" / n for n in ("S", "ctf-S")}
+    manifest = {
+        "runs": {
+            n: {"evaluation": str(e), "generator": str(gens[n] / "model.pt"), "log": str(gens[n] / "log.jsonl")}
+            for n, e in (("S", s), ("ctf-S", c))
+        },
+        "paper": str(PAPER),
+        "ctf": {
+            "map": str(tmp_path / "map.json"),
+            "stage2": str(tmp_path / "ctf" / "stage2" / "model.pt"),
+            "stage2_log": str(tmp_path / "ctf" / "stage2" / "log.jsonl"),
+            "redundancy": str(tmp_path / "red.json"),
+        },
+    }
     report.run(
+        manifest,
         out=tmp_path / "report.md",
         fig_dir=tmp_path / "figures",
-        evaluations=[s, c],
-        paper_csv=PAPER,
-        generator_logs=[g.parent / "log.jsonl" for g in gens],
-        generators=gens,
-        ctf_map=tmp_path / "map.json",
-        ctf_stage2=tmp_path / "ctf" / "stage2" / "model.pt",
-        ctf_stage2_log=tmp_path / "ctf" / "stage2" / "log.jsonl",
-        ctf_redundancy=tmp_path / "red.json",
         metrics_out=tmp_path / "metrics.json",
         curves_dir=tmp_path / "curves",
     )
@@ -175,12 +184,255 @@ def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
 
     swaps["within_cluster"]["rfid"] = 150.0  # the within-cluster swap now hurts rFID more: the finding does not hold
     (tmp_path / "red.json").write_text(json.dumps({"num_images": 60, "seed": 0, **swaps}))
-    report.run(
-        out=tmp_path / "r2.md",
-        fig_dir=tmp_path / "f2",
-        evaluations=[s, c],
-        paper_csv=PAPER,
-        ctf_redundancy=tmp_path / "red.json",
-        ctf_map=tmp_path / "map.json",
-    )
+    manifest = {
+        "runs": {"S": {"evaluation": str(s)}, "ctf-S": {"evaluation": str(c)}},
+        "paper": str(PAPER),
+        "ctf": {"redundancy": str(tmp_path / "red.json"), "map": str(tmp_path / "map.json")},
+    }
+    report.run(manifest, out=tmp_path / "r2.md", fig_dir=tmp_path / "f2")
     assert "The redundancy finding **does not hold**" in (tmp_path / "r2.md").read_text()
+
+
+# Each step alone: collect reads (and writes nothing), render is text from data alone, figures draws it.
+
+
+def _paper() -> pd.DataFrame:
+    """The papers' table, three rows by hand: a main gFID row, and CTF's gFID and speed rows of one model."""
+    source = "docs/papers/alitok.md §3.1"
+    row = {"version": "v", "params_m": 177, "setting": "w/ cfg", "metric": "gfid", "source": source}
+    return pd.DataFrame(
+        [
+            row
+            | {"paper": "alitok", "table": "main (ImageNet-256)", "model": "AliTok-B", "value": 1.44, "evidence": "e"},
+            row
+            | {"paper": "ctf", "table": "Table 1 (ImageNet-256)", "model": "B + CTF", "value": 4.15, "evidence": "f"},
+            row
+            | {
+                "paper": "ctf",
+                "table": "Table 2 speed (1x A100 batch 64)",
+                "model": "B + CTF",
+                "metric": "images_per_s",
+            }
+            | {"value": 300.0, "evidence": "g"},
+        ]
+    )
+
+
+def _data(**changes) -> ReportData:
+    """A report's data built by hand: no file behind any of it (the linked paths do not exist)."""
+    data = ReportData(
+        evaluations={"S": _metrics(0.85), "S-untrained": _metrics(0.11, "untrained")},
+        paper=_paper(),
+        logs={"S": [{"step": 1, "loss": 2.0}, {"step": 2, "val_loss": 1.5, "val_acc": 0.3, "val_class_gain": 0.02}]},
+        params={"S": 2_000_000, "S-untrained": 2_000_000},
+        real={"fid": 3.2, "precision": 0.7, "recall": 0.6, "class_consistency": 0.93, "num_samples": 120},
+        classifier={"val_accuracy": 0.97},
+        tokenizer={"stage1": {"psnr": 20.0, "ssim": 0.5, "rfid": 30.0, "recon_class_accuracy": 0.8}},
+        tokenizer_logs={"stage1": [{"step": 1, "loss": 1.0}]},
+        comparison=Path("results/x/tokenizer/stage_comparison.md"),
+        comparison_verdict="The claim holds.",
+        sample_grids={"S": Path("results/x/generator/S/samples_grid.png")},
+        recon_grids={"stage1": Path("results/x/tokenizer/stage1_recon.png")},
+    )
+    for key, value in changes.items():
+        setattr(data, key, value)
+    return data
+
+
+def test_render_is_text_from_the_data_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: nothing to read, and nothing may appear
+    text = report.render(_data(), out="results/x/report.md", fig_dir="results/x/figures")
+    assert list(tmp_path.iterdir()) == []
+    lines = text.splitlines()
+    assert lines[0] == "# Report: params profile `smoke`" and text.endswith("\n")
+    assert "- Evaluation classifier, held-out accuracy: 97.0% (the ceiling of class-consistency)." in lines
+    assert "| stage1 | 20.00 | 0.500 | 30.00 | 80.0% |" in lines
+    assert (
+        "Stage 2 against stage 1 continued ([stage_comparison.md](tokenizer/stage_comparison.md)): The claim holds."
+        in lines
+    )
+    assert any(ln.startswith("| S | alitok | – | 1.500 | 0.0200 | 200 | 50.00 |") for ln in lines)
+    assert "`S`: class-consistency 85.0% against the goal of 80%: **met**" in text
+    assert "Ceiling (classifier on real held-out images): 93.0%." in text and "**near chance, as it must be**" in text
+    assert "| alitok (v) | main (ImageNet-256) | AliTok-B | 177 | 1.44 | docs/papers/alitok.md §3.1, e |" in lines
+    assert "## CTF" not in text  # neither a coarse map nor a CTF run
+    assert lines[-5:] == [
+        "![gfid_vs_params.png](figures/gfid_vs_params.png)",
+        "![speed_vs_quality.png](figures/speed_vs_quality.png)",
+        "![generator_curves.png](figures/generator_curves.png)",
+        "![samples S](generator/S/samples_grid.png)",
+        "![reconstructions stage1_recon](tokenizer/stage1_recon.png)",
+    ]
+    # links are relative to where the report goes; by default report.md beside figures/
+    assert "![gfid_vs_params.png](figures/gfid_vs_params.png)" in report.render(_data(sample_grids={}))
+    assert "](../results/x/tokenizer/stage1_recon.png)" in report.render(_data(), out="elsewhere/report.md")
+    # no verdict line in the comparison, no tokenizer: the section goes, the rest stays
+    assert "see the file." in report.render(_data(comparison_verdict=None))
+    assert "## Tokenizer" not in report.render(_data(tokenizer={}))
+    # comparable evaluations: the gap to the papers' rows
+    inception = _metrics(None, extractor="inception-v3-compat", kind="adm_npz", fid=1.61)
+    text = report.render(_data(evaluations={"B": inception}, real=None, classifier=None))
+    assert "the gap is meaningful" in text and "| B | 1.610 | AliTok-B 1.44 (main (ImageNet-256), v) |" in text
+
+
+def test_collect_reads_what_the_manifest_names_and_writes_nothing(tmp_path):
+    """Run and stage names come from the manifest's keys, never from the files' names."""
+    from alitok.models.generator import Generator, GeneratorConfig
+
+    def save(path, **kw):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = GeneratorConfig(arch="alitok", width=16, depth=1, heads=2, num_classes=3, num_prefix=3, grid=2, **kw)
+        torch.save({"model": Generator(cfg).state_dict()}, path)
+        return sum(p.numel() for p in Generator(cfg).parameters())
+
+    plain_n = save(tmp_path / "g1" / "model.pt", vocab_size=8)
+    ctf_n = save(tmp_path / "g2" / "model.pt", vocab_size=4)
+    stage2_n = save(tmp_path / "s2" / "model.pt", vocab_size=8, input_vocab=4, causal=False)
+    plain, ctf = _metrics(0.3, fid=40.0), _metrics(0.4, fid=30.0)
+    ctf["protocol"] |= {"kind": "ctf", "scale": "S"}
+    for name, m in (("one.json", plain), ("two.json", ctf)):
+        (tmp_path / name).write_text(json.dumps(m))
+    (tmp_path / "a.jsonl").write_text(json.dumps({"step": 3, "val_loss": 2.0}) + "\n\n")
+    (tmp_path / "s2" / "train.jsonl").write_text(json.dumps({"step": 7, "val_loss": 0.9, "val_acc": 0.6}))
+    (tmp_path / "tok_metrics.json").write_text(json.dumps({"psnr": 20.0, "ssim": 0.5, "rfid": 30.0}))
+    (tmp_path / "tok.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}))
+    (tmp_path / "cmp.md").write_text("# stages\n\n  Stage 2 holds its lead.  \nthe claim holds twice\n")
+    (tmp_path / "real.json").write_text(json.dumps({"fid": 3.0}))
+    (tmp_path / "clf.json").write_text(json.dumps({"val_accuracy": 0.9}))
+    (tmp_path / "map.json").write_text(json.dumps({"clusters": 4}))
+    (tmp_path / "red.json").write_text(json.dumps({"seed": 0}))
+    manifest = {
+        "runs": {
+            "S": {"evaluation": str(tmp_path / "one.json"), "generator": str(tmp_path / "g1" / "model.pt")},
+            "ctf-S": {
+                "evaluation": str(tmp_path / "two.json"),
+                "generator": str(tmp_path / "g2" / "model.pt"),
+                "log": str(tmp_path / "a.jsonl"),
+            },
+        },
+        "paper": str(PAPER),
+        "real": str(tmp_path / "real.json"),
+        "classifier": str(tmp_path / "clf.json"),
+        "tokenizer": {"stage1": {"metrics": str(tmp_path / "tok_metrics.json"), "log": str(tmp_path / "tok.jsonl")}},
+        "comparison": str(tmp_path / "cmp.md"),
+        "ctf": {
+            "map": str(tmp_path / "map.json"),
+            "stage2": str(tmp_path / "s2" / "model.pt"),
+            "stage2_log": str(tmp_path / "s2" / "train.jsonl"),
+            "redundancy": str(tmp_path / "red.json"),
+        },
+    }
+    before = file_snapshot(tmp_path)
+    data = report.collect(manifest)
+    assert file_snapshot(tmp_path) == before
+    assert list(data.evaluations) == ["S", "ctf-S"] and data.evaluations["S"] == plain
+    assert data.params == {"S": plain_n, "ctf-S": ctf_n + stage2_n}  # CTF's size is both stages'
+    assert data.logs == {"ctf-S": [{"step": 3, "val_loss": 2.0}]}
+    assert data.tokenizer == {"stage1": {"psnr": 20.0, "ssim": 0.5, "rfid": 30.0}}
+    assert data.tokenizer_logs == {"stage1": [{"step": 1, "loss": 1.0}]}
+    assert data.comparison == tmp_path / "cmp.md" and data.comparison_verdict == "Stage 2 holds its lead."
+    assert data.real == {"fid": 3.0} and data.classifier == {"val_accuracy": 0.9}
+    assert data.ctf_map == {"clusters": 4} and data.ctf_redundancy == {"seed": 0}
+    assert data.ctf_stage2_log == [{"step": 7, "val_loss": 0.9, "val_acc": 0.6}]
+    assert data.sample_grids == {
+        "S": tmp_path / "g1" / "samples_grid.png",
+        "ctf-S": tmp_path / "g2" / "samples_grid.png",
+    }
+    assert data.recon_grids == {"stage1": tmp_path / "tok_recon.png"}
+    assert {"paper", "model", "value"} <= set(data.paper.columns) and len(data.paper) > 10
+
+    # only "runs" and "paper" are required; whatever is left out stays empty
+    data = report.collect({"runs": {"S": {"evaluation": str(tmp_path / "one.json")}}, "paper": str(PAPER)})
+    assert data.logs == data.params == data.tokenizer == data.sample_grids == {}
+    assert data.real is data.classifier is data.comparison is data.ctf_map is data.ctf_stage2_log is None
+    with pytest.raises(FileNotFoundError):
+        report.collect({"runs": {"S": {"evaluation": str(tmp_path / "none.json")}}, "paper": str(PAPER)})
+
+
+def test_figures_from_the_data_alone(tmp_path):
+    paths = report.figures(_data(), tmp_path / "figures")
+    assert paths == [tmp_path / "figures" / f for f in report.FIGURES]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(report.FIGURES)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_metrics_and_curves_from_the_data_alone(tmp_path):
+    data = _data(ctf_stage2_log=[{"step": 4, "loss": 1.1, "val_loss": 0.9, "val_acc": 0.6}])
+    report.write_metrics(data, tmp_path / "metrics.json", tmp_path / "curves")
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["classifier"] == {"val_accuracy": 0.97} and m["generator"]["S"]["val_loss"] == 1.5
+    assert m["tokenizer"]["stage1"]["psnr"] == 20.0 and m["ctf"] == {"stage2": {"val_loss": 0.9, "val_acc": 0.6}}
+    curves = sorted(str(p.relative_to(tmp_path / "curves")) for p in (tmp_path / "curves").rglob("*.json"))
+    assert curves == [
+        "heldout/ctf_stage2.json",
+        "heldout/generator_S.json",
+        "train/ctf_stage2.json",
+        "train/generator_S.json",
+        "train/tokenizer_stage1.json",
+    ]
+    assert json.loads((tmp_path / "curves" / "heldout" / "generator_S.json").read_text()) == [
+        {"step": 2, "val_loss": 1.5}
+    ]
+
+
+def test_the_manifest_is_checked_and_its_files_listed():
+    runs = {"S": {"evaluation": "e.json", "generator": "g.pt", "log": "l.jsonl"}}
+    manifest = {"runs": runs, "paper": "p.csv", "tokenizer": {"stage1": {"metrics": "m.json"}}, "ctf": {"map": "c"}}
+    assert report.files(manifest) == ["e.json", "g.pt", "l.jsonl", "p.csv", "m.json", "c"]
+    assert report.check(manifest) is manifest
+    for bad, message in (
+        ({"runs": runs}, "missing paper"),
+        ({"runs": runs, "paper": "p", "tokenizers": {}}, "unknown tokenizers"),
+        ({"runs": {"S": {"log": "l"}}, "paper": "p"}, "runs.S has no evaluation"),
+        ({"runs": {"S": {"evaluation": "e", "grid": "g"}}, "paper": "p"}, "runs.S has unknown grid"),
+        ({"runs": runs, "paper": "p", "ctf": {"stage_2": "s"}}, "ctf has unknown stage_2"),
+        ([], "a JSON object"),
+    ):
+        with pytest.raises(report.ManifestError, match=message):
+            report.check(bad)
+
+
+def test_command_line_takes_the_manifest_as_json_or_a_file(tmp_path, capsys):
+    """`alitok report`'s own arguments (cli.py adds --params, --profile, --log and the MLflow tags)."""
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    manifest = {"runs": {"S": {"evaluation": str(_evaluation(tmp_path / "S.json", 0.9))}}, "paper": str(PAPER)}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    texts = []
+    for i, given in enumerate((json.dumps(manifest), str(tmp_path / "manifest.json"))):
+        out = tmp_path / str(i)
+        args = parser.parse_args(
+            ["--manifest", given, "--out", str(out / "report.md"), "--figure-dir", str(out / "figures")]
+            + ["--metrics-out", str(out / "metrics.json"), "--curves-dir", str(out / "curves")]
+        )
+        assert args.manifest == manifest
+        report.main(args, {"name": "smoke"})
+        texts.append((out / "report.md").read_text())
+        assert json.loads((out / "metrics.json").read_text())["generator"]["S"]["class_consistency"] == 0.9
+        assert all((out / "figures" / f).is_file() for f in report.FIGURES)
+    assert texts[0] == texts[1] and "`S`: class-consistency 90.0%" in texts[0]
+    for bad, message in (('{"runs": {}}', "missing paper"), ("{not json", "not a JSON object"), ("none.json", "file")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--manifest", bad, "--out", "r", "--figure-dir", "f", "--metrics-out", "m"])
+        assert message in capsys.readouterr().err
+
+
+def test_the_rule_passes_every_input_in_the_manifest(project):
+    """write_report's --manifest names exactly the rule's input files, and `alitok report` parses it."""
+    import shlex
+
+    from conftest import run
+
+    out = run(["snakemake", "-n", "-p", "results/smoke/report.md", "--config", "profile=smoke"], cwd=project).stdout
+    block = out[out.index("rule write_report:") :].split("\n\n")[0]
+    inputs = next(ln for ln in block.splitlines() if ln.strip().startswith("input:")).split(":", 1)[1]
+    command = shlex.split(next(ln for ln in block.splitlines() if ln.startswith("Shell command:")).split(":", 1)[1])
+    manifest = report.manifest_arg(command[command.index("--manifest") + 1])
+    assert sorted(report.files(manifest)) == sorted(f.strip() for f in inputs.split(","))
+    assert list(manifest["runs"]) == ["S", "S-untrained", "S-shuffled_labels", "ctf-S"]
+    assert set(manifest) == {"runs", "paper", "real", "classifier", "tokenizer", "ctf"}
+    assert manifest["ctf"]["redundancy"] == "results/smoke/ctf/redundancy.json"
+    assert manifest["tokenizer"]["stage2"] == {
+        "metrics": "results/smoke/tokenizer/stage2_metrics.json",
+        "log": "results/smoke/tokenizer/stage2_log.jsonl",
+    }

@@ -11,6 +11,8 @@ import yaml
 
 from alitok import sharing
 
+from conftest import file_snapshot
+
 PARAMS = {"profile": "tiny", "profiles": {"tiny": {"generator": {"steps": 4, "end_lr": 2.0e-5}}}}
 
 
@@ -139,3 +141,26 @@ def test_no_lock_is_a_no_op_and_a_strict_pull_without_one_is_refused(tmp_path):
     assert not sharing.adopt(tmp_path, "tiny", touch=touch) and touch.calls == []
     with pytest.raises(sharing.SharingError, match="no dvc.lock"):
         sharing.adopt(tmp_path, "tiny", strict=True, touch=touch)
+
+
+def test_the_parse_time_check_only_looks(pulled):
+    """`pending`, which the Snakefile calls while it is parsed (dry runs too): a pull not yet adopted is named from
+    dvc.lock, the marker and two folders alone; nothing is hashed (a corrupt file passes) and nothing is written."""
+    (pulled / "results" / "tiny" / "tokenizer" / "stage2.pt").write_bytes(b"tokenizeR")
+    before = file_snapshot(pulled)
+    line = sharing.pending(pulled, "tiny")
+    assert "results/tiny" in line and "`alitok pull --no-fetch`" in line and "docs/sharing.md" in line
+    assert sharing.pending(pulled, "smoke") is None, "dvc.lock records another profile"
+    assert file_snapshot(pulled) == before, "the check wrote something"
+    (pulled / "results" / "tiny" / "tokenizer" / "stage2.pt").write_bytes(b"tokenizer")
+    assert sharing.adopt(pulled, "tiny", strict=True, touch=Touch())
+    assert sharing.pending(pulled, "tiny") is None, "adopted: this dvc.lock version is in the marker"
+
+
+def test_the_parse_time_check_leaves_own_work_and_unpulled_clones_alone(pulled, tmp_path_factory):
+    (pulled / "logs" / "tiny").mkdir(parents=True)  # jobs ran here
+    assert sharing.pending(pulled, "tiny") is None
+    empty = tmp_path_factory.mktemp("fresh")
+    assert sharing.pending(empty, "tiny") is None, "no dvc.lock"
+    (empty / "dvc.lock").write_text((pulled / "dvc.lock").read_text())
+    assert sharing.pending(empty, "tiny") is None, "nothing pulled yet"

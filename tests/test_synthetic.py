@@ -30,15 +30,10 @@ def _files(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
 
 
-def _write(out, seed=0, train=3, val=2, size=32, num_classes=4, variation=SMOKE):
+def _write(out, seed=0, train=3, val=2, size=32, num_classes=4, variation=SMOKE, **kw):
+    per_class = dict(train_per_class=train, val_per_class=val)
     return synthetic.write_dataset(
-        out,
-        seed=seed,
-        num_classes=num_classes,
-        image_size=size,
-        train_per_class=train,
-        val_per_class=val,
-        variation=variation,
+        out, seed=seed, num_classes=num_classes, image_size=size, variation=variation, **per_class, **kw
     )
 
 
@@ -90,27 +85,9 @@ def test_num_classes_out_of_range_and_unknown_class_set(tmp_path):
     with pytest.raises(ValueError):
         _write(tmp_path / "d", num_classes=len(synthetic.CLASSES) + 1)
     with pytest.raises(ValueError, match="for glyphs"):
-        synthetic.write_dataset(
-            tmp_path / "g",
-            seed=0,
-            num_classes=len(synthetic.GLYPHS) + 1,
-            image_size=32,
-            train_per_class=1,
-            val_per_class=1,
-            variation=SMOKE,
-            classes="glyphs",
-        )
+        _write(tmp_path / "g", num_classes=len(synthetic.GLYPHS) + 1, train=1, val=1, classes="glyphs")
     with pytest.raises(ValueError, match="data.embedded.classes"):
-        synthetic.write_dataset(
-            tmp_path / "x",
-            seed=0,
-            num_classes=2,
-            image_size=32,
-            train_per_class=1,
-            val_per_class=1,
-            variation=SMOKE,
-            classes="letters",
-        )
+        _write(tmp_path / "x", num_classes=2, train=1, val=1, classes="letters")
 
 
 def test_glyphs_are_distinct_equal_area_and_drawn_on_the_patch_grid(tmp_path):
@@ -130,16 +107,7 @@ def test_glyphs_are_distinct_equal_area_and_drawn_on_the_patch_grid(tmp_path):
         background = img[0, 0]
         filled = (patches[:, :, 0] != background).any(-1)
         assert np.array_equal(filled[1:7, 1:7], bitmap) and filled.sum() == 12
-    summary = synthetic.write_dataset(
-        tmp_path / "g",
-        seed=0,
-        num_classes=10,
-        image_size=32,
-        train_per_class=1,
-        val_per_class=1,
-        variation=SMOKE,
-        classes="glyphs",
-    )
+    summary = _write(tmp_path / "g", num_classes=10, train=1, val=1, classes="glyphs")
     assert summary["classes"][0] == "c00_ring" and summary["class_set"] == "glyphs"
 
 

@@ -1,48 +1,24 @@
 """The tokenizer model: geometry, parameter count at paper scale, decoder causality, VQ, pixel head, stage 2 init."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from alitok.models.tokenizer import PixelHead, Tokenizer, TokenizerConfig, VectorQuantizer, prefix_target
+from alitok.tokenizer.release import release_config
+
+from fakes import tiny_tokenizer_config
 
 
 def small(**overrides) -> TokenizerConfig:
-    base = dict(
-        image_size=32,
-        patch_size=8,
-        codebook_size=64,
-        code_dim=8,
-        enc_width=32,
-        enc_depth=2,
-        enc_heads=2,
-        dec_width=32,
-        dec_depth=2,
-        dec_heads=2,
-        mlp_ratio=4,
-        prefix="grid_plus_one",
-        buffer_tokens=3,
-    )
-    return TokenizerConfig(**{**base, **overrides})
+    return tiny_tokenizer_config(**overrides)
 
 
 def paper(**overrides) -> TokenizerConfig:
-    base = dict(
-        image_size=256,
-        patch_size=16,
-        codebook_size=4096,
-        code_dim=32,
-        enc_width=768,
-        enc_depth=12,
-        enc_heads=12,
-        dec_width=1024,
-        dec_depth=24,
-        dec_heads=16,
-        mlp_ratio=4,
-        prefix="grid_plus_one",
-        buffer_tokens=32,
-    )
-    return TokenizerConfig(**{**base, **overrides})
+    """The released geometry (what AliTok.pth holds), with overrides; the counts below check it independently."""
+    return replace(release_config(), **overrides)
 
 
 def scramble(model, scale=0.3):
@@ -52,6 +28,14 @@ def scramble(model, scale=0.3):
             is_norm_gain = ".ln_" in name and name.endswith(".weight")
             p.copy_(float(is_norm_gain) + scale * torch.randn_like(p))
     return model
+
+
+def scrambled_decoder_case(stage, batch):
+    """Seeded: small()'s tokenizer at `stage` with scrambled weights (eval mode), and `batch` random latent maps."""
+    torch.manual_seed(0)
+    cfg = small()
+    model = scramble(Tokenizer(cfg, stage=stage)).eval()
+    return cfg, model, torch.randn(batch, cfg.seq_len, cfg.code_dim)
 
 
 def patch_of(image, k, cfg):
@@ -114,10 +98,7 @@ def test_paper_parameter_count_on_meta():
 
 
 def test_stage1_decoder_is_causal():
-    torch.manual_seed(0)
-    cfg = small()
-    model = scramble(Tokenizer(cfg, stage=1)).eval()
-    z = torch.randn(2, cfg.seq_len, cfg.code_dim)
+    cfg, model, z = scrambled_decoder_case(stage=1, batch=2)
     with torch.no_grad():
         image, aux = model.decoder(z)
         for k in (0, 5, cfg.num_image_tokens - 1):
@@ -137,10 +118,7 @@ def test_stage1_decoder_is_causal():
 
 
 def test_stage2_decoder_is_bidirectional():
-    torch.manual_seed(0)
-    cfg = small()
-    model = scramble(Tokenizer(cfg, stage=2)).eval()
-    z = torch.randn(1, cfg.seq_len, cfg.code_dim)
+    cfg, model, z = scrambled_decoder_case(stage=2, batch=1)
     with torch.no_grad():
         image, aux = model.decoder(z)
         z2 = z.clone()

@@ -1,15 +1,18 @@
 """Importing the released AliTok.pth: strict name/shape mapping (on meta tensors at full size) and, at reduced
-widths, values against an independent plain-torch implementation of alitok-numerics.md §1.3-1.6."""
+widths, values against an independent plain-torch implementation of docs/papers/alitok-release.md §1.3-1.6."""
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from alitok.models.tokenizer import Tokenizer, TokenizerConfig
+from alitok.models.tokenizer import Tokenizer
 from alitok.tokenizer.release import ReleaseError, import_release, load_tokenizer, map_release_state, release_config
 
-# ---------------------------------------------------------------- the released file, per alitok-release-checkpoints.md
+from fakes import tiny_tokenizer_config
+
+# ------------------------------------------------------- the released file, per docs/papers/alitok-release.md §6
 
 
 def release_shapes(
@@ -119,21 +122,7 @@ def test_strict_mapping_errors(edit, message):
 
 # ---------------------------------------------------------------- values at reduced widths, real 256/16 geometry
 
-SMALL = dict(
-    image_size=256,
-    patch_size=16,
-    codebook_size=64,
-    code_dim=8,
-    enc_width=64,
-    enc_depth=2,
-    enc_heads=2,
-    dec_width=96,
-    dec_depth=2,
-    dec_heads=4,
-    mlp_ratio=4,
-    prefix="grid_plus_one",
-    buffer_tokens=32,
-)
+SMALL = tiny_tokenizer_config(256, 16, enc_width=64, dec_width=96, dec_heads=4, buffer_tokens=32)
 
 
 def random_release(seed=0):
@@ -223,7 +212,7 @@ def imported(tmp_path_factory):
     state = random_release()
     src = tmp / "AliTok.pth"
     torch.save(state, src)
-    summary = import_release(src, tmp / "tokenizer.pt", TokenizerConfig(**SMALL))
+    summary = import_release(src, tmp / "tokenizer.pt", SMALL)
     return state, summary, tmp
 
 
@@ -232,13 +221,15 @@ def test_import_writes_project_checkpoint(imported):
     ckpt = torch.load(tmp / "tokenizer.pt", map_location="cpu", weights_only=True)
     released_attention = {"encoder_attention": "bidirectional", "stage1_decoder": "causal"}
     assert (
-        ckpt["format"] == "alitok-tokenizer/1" and ckpt["stage"] == 2 and ckpt["config"] == SMALL | released_attention
+        ckpt["format"] == "alitok-tokenizer/1"
+        and ckpt["stage"] == 2
+        and ckpt["config"] == asdict(SMALL) | released_attention
     )
     assert ckpt["source"]["file"] == "AliTok.pth" and len(ckpt["source"]["sha256"]) == 64
     assert summary["tensors"] == len(state) == 24 + 2 * 12 * 2
     assert summary["values"] == sum(v.numel() for v in state.values())
     model = load_tokenizer(tmp / "tokenizer.pt")
-    assert not model.training and model.stage == 2 and model.config == TokenizerConfig(**SMALL)
+    assert not model.training and model.stage == 2 and model.config == SMALL
     torch.testing.assert_close(
         model.encoder.to_code.weight, state["encoder.conv_out.weight"][:, :, 0, 0], rtol=0, atol=0
     )
@@ -281,12 +272,12 @@ def test_import_unwraps_and_names_file_in_errors(tmp_path):
     state = random_release()
     src = tmp_path / "wrapped.pth"
     torch.save({"state_dict": state}, src)
-    import_release(src, tmp_path / "a.pt", TokenizerConfig(**SMALL))
+    import_release(src, tmp_path / "a.pt", SMALL)
     state.pop("quantize.embedding.weight")
     bad = tmp_path / "AliTok_broken.pth"
     torch.save({"model": state}, bad)
     with pytest.raises(ReleaseError, match=r"^AliTok_broken.pth: missing tensor quantize.embedding.weight"):
-        import_release(bad, tmp_path / "b.pt", TokenizerConfig(**SMALL))
+        import_release(bad, tmp_path / "b.pt", SMALL)
     assert not (tmp_path / "b.pt").exists()
     # the default config is the released one: a reduced file is refused, naming its first mismatch
     torch.save(random_release(), src)

@@ -11,9 +11,16 @@ import pytest
 import torch
 import yaml
 
-from alitok.training import checkpoint
-
-from conftest import REPO, kill_at_step, make_tiny_data, run, save_random_classifier, tool_env
+from conftest import (
+    REPO,
+    final_weights,
+    kill_at_step,
+    make_tiny_data,
+    run,
+    save_random_classifier,
+    tiny_train_cmd,
+    tool_env,
+)
 
 TERMS = ["recon", "commitment", "codebook", "aux", "perceptual", "lpips", "gan_g", "gan_d"]
 
@@ -33,38 +40,22 @@ def workspace(tmp_path_factory):
 
 
 def train_cmd(ws, name, stage=1, init=None, launcher=None):
-    cmd = (launcher or ["alitok"]) + [
-        "train-tokenizer",
-        "--params",
-        str(ws / "params.yaml"),
-        "--profile",
-        "tiny",
-        "--stage",
-        str(stage),
-        "--train",
-        str(ws / "data" / "train.csv"),
-        "--dataset",
-        str(ws / "data" / "dataset.json"),
-        "--perceptual-net",
-        str(ws / "perceptual.pt"),
-        "--work-dir",
-        str(ws / name / "work"),
-        "--out",
-        str(ws / name / "final.pt"),
-        "--log-out",
-        str(ws / name / "log.jsonl"),
-    ]
+    run_dir, perceptual = ws / name, ["--perceptual-net", ws / "perceptual.pt"]
+    inputs = ["--train", ws / "data" / "train.csv", "--dataset", ws / "data" / "dataset.json", *perceptual]
+    files = (run_dir / "work", run_dir / "final.pt", run_dir / "log.jsonl")
+    cmd = tiny_train_cmd(
+        "train-tokenizer", *files, "--stage", stage, *inputs, params=ws / "params.yaml", launcher=launcher
+    )
     return cmd + (["--init", str(init)] if init else [])
 
 
-def final_state(ws, name) -> dict:
-    return checkpoint.load(ws / name / "final.pt", kind="tokenizer")["model"]
+def final_state(ws, name, train=False) -> dict:
+    return final_weights(ws / name / "final.pt", "tokenizer", train_cmd(ws, name) if train else None)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(workspace):
-    run(train_cmd(workspace, "straight"), cwd=REPO)
-    return final_state(workspace, "straight")
+    return final_state(workspace, "straight", train=True)
 
 
 def test_every_loss_term_is_active_and_logged(workspace, uninterrupted):
@@ -83,8 +74,7 @@ def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):
     for _ in range(2):  # killed twice in a row at random steps, then run to the end
         code = kill_at_step(train_cmd(workspace, name), log, rng.randint(4, 26), cwd=REPO)
     assert not (workspace / name / "final.pt").exists() or code == 0
-    run(train_cmd(workspace, name), cwd=REPO)
-    resumed = final_state(workspace, name)
+    resumed = final_state(workspace, name, train=True)
     assert resumed.keys() == uninterrupted.keys()
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key

@@ -93,8 +93,8 @@ def test_release_profile_samples_and_evaluates_without_training(project):
         "all": 1,
     }
     assert (
-        "alitok import-generator weights/alitok_l.bin --size L --out results/release256/generator/Lg55/model.pt"
-        in proc.stdout
+        " weights/alitok_l.bin --out results/release256/generator/Lg55/model.pt --size L" in proc.stdout
+        and "alitok import-generator --params params.yaml --profile release256" in proc.stdout
     )
 
 

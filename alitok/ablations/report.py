@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
-from alitok import atomic, plots
-from alitok.ablations import layout, units
+from alitok import atomic, cliargs, plots
+from alitok.ablations import units
 
-# The comparisons the AliTok table supports (alitok.md §3.5 "Reading the table", §1.7): (from, to, what
+# The comparisons the AliTok table supports (docs/papers/alitok.md §3.5 "Reading the table", §1.7): (from, to, what
 # changes, metrics). E shares D's tokenizer and F E's generator, so those metrics are equal by construction.
 ALITOK_STEPS = [
     ("A", "B", "causal stage-1 decoder", ("acc", "gfid", "rfid")),
@@ -59,28 +60,31 @@ def position_perplexity(tokens_dir) -> float:
     return sum(ppl) / len(ppl)
 
 
-def collect(p: dict, root) -> dict:
-    """unit -> metric -> per-seed values, for every AliTok row and CTF point."""
+def collect(p: dict, manifest: dict) -> dict:
+    """unit -> metric -> per-seed values, for every AliTok row and CTF point, from the files `manifest` names
+    (seed -> {"rows": row -> files, "ctf": "K<k>-<size>" -> files}: the rule's, so no path is guessed here)."""
     values: dict = {}
 
     def put(unit, metric, v):
         values.setdefault(unit, {}).setdefault(metric, []).append(float(v))
 
-    pos_ppl: dict = {}  # (seed, tokenizer) -> value: E and F share D's tokens
+    pos_ppl: dict = {}  # tokens folder -> value: E and F share D's tokens
     for seed in p["ablations"]["seeds"]:
+        files = manifest[str(seed)]
         for row in units.rows(p):
-            tok, stage = units.tokenizer_of(p, row), units.decoder_stage(p, row)
-            score = json.loads(layout.row_scores(root, seed, row).read_text())[row]
-            put(row, "acc", _last_val_acc(layout.generator_log(root, seed, units.generator_of(p, row))))
+            f = files["rows"][row]
+            score = json.loads(Path(f["scores"]).read_text())[row]
+            put(row, "acc", _last_val_acc(Path(f["generator_log"])))
             put(row, "gfid", score["fid"])
             put(row, "cc", 100.0 * score["class_consistency"])
-            put(row, "rfid", json.loads(layout.tokenizer_metrics(root, seed, tok, stage).read_text())["rfid"])
-            if (seed, tok) not in pos_ppl:
-                pos_ppl[seed, tok] = position_perplexity(layout.tokens(root, seed, tok, "val"))
-            put(row, "pos_ppl", pos_ppl[seed, tok])
+            put(row, "rfid", json.loads(Path(f["tokenizer_metrics"]).read_text())["rfid"])
+            if f["tokens_val"] not in pos_ppl:
+                pos_ppl[f["tokens_val"]] = position_perplexity(Path(f["tokens_val"]))
+            put(row, "pos_ppl", pos_ppl[f["tokens_val"]])
         for (k, size), pids in units.ctf_models(p).items():
-            scores = json.loads(layout.ctf_scores(root, seed, k, size).read_text())
-            acc = _last_val_acc(layout.ctf_stage1_log(root, seed, k))
+            f = files["ctf"][f"K{k}-{size}"]
+            scores = json.loads(Path(f["scores"]).read_text())
+            acc = _last_val_acc(Path(f["stage1_log"]))
             for pid in pids:
                 put(pid, "gfid", scores[pid]["fid"])
                 put(pid, "cc", 100.0 * scores[pid]["class_consistency"])
@@ -313,8 +317,8 @@ def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> li
     return paths
 
 
-def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> dict:
-    values, paper = collect(p, root), read_paper(paper_csv)
+def run(p: dict, *, manifest: dict, paper_csv, out, fig_dir, tables_dir, metrics_out) -> dict:
+    values, paper = collect(p, manifest), read_paper(paper_csv)
     rows, steps = alitok_table(p, values, paper)
     ctf = ctf_tables(p, values, paper)
     c = claims(p, values, paper)
@@ -335,7 +339,8 @@ def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> d
         "",
         'Every cell is mean ± sd over the seeds. A direction "holds" when ours has the paper\'s sign and the mean ± sd '
         'intervals do not overlap, is "reversed" when it has the other sign without overlap, and is "unresolved" '
-        "when they overlap. Paper numbers: results/paper/ablations.csv (alitok.md §3.5, §1.7; ctf.md §3.1, §3.3).",
+        "when they overlap. Paper numbers: results/paper/ablations.csv (docs/papers/alitok.md §3.5, §1.7; "
+        "docs/papers/ctf.md §3.1, §3.3).",
         "",
         "## Central claims",
         "",
@@ -349,7 +354,7 @@ def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> d
         f"{k['paper_gfid_plain']} -> {k['paper_gfid_ctf']}). Class-consistency {k['cc_plain']} % -> {k['cc_ctf']} % "
         f"(higher is better: {k['cc_verdict']}).",
         "",
-        "## AliTok rows (alitok.md §3.5)",
+        "## AliTok rows (docs/papers/alitok.md §3.5)",
         "",
         "acc: the generator's last held-out next-token accuracy; gfid, cc: its samples; rfid: the tokenizer that "
         "decodes them; pos_ppl: that tokenizer's held-out codes per position, as perplexity (context for acc, no "
@@ -364,7 +369,7 @@ def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> d
         "",
         "![AliTok rows](figures/alitok.png)",
         "",
-        "## CTF Table 3 (ctf.md §3.3)",
+        "## CTF Table 3 (docs/papers/ctf.md §3.3)",
         "",
         f"On row {p['ablations']['ctf']['tokens_of']}'s tokens and decoder. Settings not swept: "
         f"{json.dumps(p['ablations']['ctf']['defaults'])}; each sub-table's `hold` overrides them. stage1_acc_coarse "
@@ -394,3 +399,18 @@ def run(p: dict, *, root, paper_csv, out, fig_dir, tables_dir, metrics_out) -> d
     }
     atomic.write_json(metrics_out, summary)
     return {"report": out, "figures": figs, **summary}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--manifest", type=json.loads, required=True, help="JSON: seed -> the files of its runs")
+    parser.add_argument("--paper", type=Path, required=True, help="the papers' ablation numbers (ablations.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="report (markdown)")
+    parser.add_argument("--figure-dir", type=Path, required=True, help="where the figures go")
+    parser.add_argument("--out-tables", type=Path, required=True, help="folder of CSV tables")
+    parser.add_argument("--metrics-out", type=Path, required=True, help="claims, verdicts and means (JSON)")
+
+
+def main(args, p: dict) -> None:
+    given = cliargs.passed(args, "manifest", "out", "metrics_out", paper_csv="paper", fig_dir="figure_dir")
+    r = run(p, **given, tables_dir=args.out_tables)
+    print(f"ablations: AliTok claim {r['alitok_claim']}, CTF claim {r['ctf_claim']}; {args.out}", file=sys.stderr)

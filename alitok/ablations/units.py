@@ -2,7 +2,8 @@
 
 A unit is an AliTok row ("A".."F", "probe") or a CTF sweep point (`point_id`). `derive` turns the active
 profile, a unit and a seed into an ordinary params dict, so every `alitok` command runs a unit unchanged:
-the rules pass `--profile <profile>/<unit>/seed<N>` and `alitok.config.load` calls `derive`.
+the rules pass `--profile <profile>/<unit>/seed<N>` and `load` (which every caller that may see such a name uses,
+the CLI and the Snakefile included) calls `derive`.
 Rows that differ only after a stage share its output: E and F train the tokenizer of D (`tokenizer_of`),
 F samples the generator of E (`generator_of`) and decodes with the stage-2 decoder.
 """
@@ -10,7 +11,9 @@ F samples the generator of E (`generator_of`) and decodes with the stage-2 decod
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
+from alitok import config, geometry
 from alitok.config import ParamsError
 
 TOKENIZER_SWITCHES = ("encoder", "decoder", "prefix", "aux")
@@ -83,8 +86,24 @@ def units(p: dict) -> list[str]:
     return [*rows(p), *points(p)]
 
 
+def load(params: str | Path | dict = "params.yaml", profile: str | None = None, *, schema=None) -> dict:
+    """alitok.config.load, plus ablation units and the ablations' own checks: the resolved, validated params of
+    `profile`, where `<profile>/<unit>/seed<N>` is one unit of `<profile>` (`derive`): its `name` stays
+    `<profile>` and its `ablation` key says which unit and seed. `schema`: as in alitok.config.load."""
+    schema = schema if schema is not None else config.schema_path(params)
+    unit = None if profile is None else split_name(profile)
+    p = config.load(params, profile if unit is None else unit[0], schema=schema, checks=[check])
+    if unit is None:
+        return p
+    q = derive(p, unit[1], unit[2])
+    config.validate_profile(q, f"{config.source_name(params)}: ablation unit '{profile}'", schema)
+    return q
+
+
 def check(p: dict, where: str) -> None:
-    """What the schema cannot say about the ablations section."""
+    """What the schema cannot say about the ablations section (a profile without one passes)."""
+    if "ablations" not in p:
+        return
     a = p["ablations"]
     for row, s in a["alitok"].items():
         if s["aux"] and not s["prefix"]:
@@ -103,7 +122,7 @@ def check(p: dict, where: str) -> None:
         )
     if SCALE not in p["generator"]["scales"]:
         raise ParamsError(f"{where}: ablations train generator scale {SCALE}, which generator.scales lacks")
-    codes = p["tokenizer"]["model"]["codebook_size"]
+    codes = geometry.from_params(p).codebook_size
     too_many = [s["clusters"] for s in points(p).values() if s["clusters"] > codes]
     if too_many:
         raise ParamsError(f"{where}: ablations.ctf asks for {max(too_many)} clusters of {codes} codes")
@@ -165,3 +184,13 @@ def split_name(profile: str) -> tuple[str, str, int] | None:
     if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
         raise ParamsError(f"profile {profile!r}: an ablation unit is named <profile>/<unit>/seed<N>")
     return parts[0], parts[1], int(parts[2][4:])
+
+
+def tokenizer_unit(p: dict, unit: str) -> str:
+    """The row whose tokenizer (and tokens) `unit` uses: a CTF point uses that of `ablations.ctf.tokens_of`."""
+    return tokenizer_of(p, unit if unit in rows(p) else p["ablations"]["ctf"]["tokens_of"])
+
+
+def ctf_owner(p: dict, clusters: int, size: str | None = None) -> str:
+    """The point whose profile trains the CTF models shared by every point with these clusters (and stage-2 size)."""
+    return next(pids[0] for (k, s), pids in ctf_models(p).items() if k == int(clusters) and size in (None, s))

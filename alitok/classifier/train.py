@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from tqdm import tqdm
 
-from alitok import atomic, plots
+from alitok import atomic, cliargs, plots
 from alitok.data.manifest import open_image, read_dataset_info, read_manifest
 from alitok.data.transforms import adm_center_crop
 from alitok.models.classifier import Classifier, ClassifierConfig
@@ -208,3 +208,21 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str]) -> No
     ax.set_yticks(range(n), classes, fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title="held-out confusion")
     plots.save_figure(fig, path)
+
+
+def add_arguments(parser) -> None:
+    cliargs.manifests(parser, "train", "val")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where model.pt, metrics.json and plots go")
+    parser.add_argument(
+        "--section",
+        default="classifier",
+        choices=["classifier", "perceptual_net"],
+        help="params section: the domain classifier, or the smoke perceptual-loss network",
+    )
+
+
+def main(args, p: dict) -> None:
+    if p.get(args.section) is None:
+        raise SystemExit(f"alitok train-classifier: params profile {p['name']!r} has no {args.section} section")
+    metrics = run(p[args.section], p["data"]["image_size"], args.train, args.val, args.dataset, args.out_dir)
+    print(f"{args.section}: held-out accuracy {metrics['val_accuracy']:.4f}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""CTF's coarse labels: k-means over the tokenizer's codebook vectors gives a fine -> coarse map (ctf.md §1.2).
+"""CTF's coarse labels: k-means over the tokenizer's codebook vectors gives a fine -> coarse map
+(docs/papers/ctf.md §1.2).
 
 The paper names k-means and the cluster counts, not the normalisation, distance, initialisation or how unused
-codes are handled (ctf.md §1.2 "NOT FOUND"). Our choices, each a param (`ctf.clusters`, docs/ctf.md):
+codes are handled (docs/papers/ctf.md §1.2 "NOT FOUND"). Our choices, each a param (`ctf.clusters`, docs/ctf.md):
 Euclidean k-means (the quantizer's own squared-L2 distance), k-means++ seeding from a seeded generator,
 Lloyd iterations to convergence, an empty cluster re-seeded at the code farthest from its centre, and every
 code clustered, used or not (the map must send any token to a coarse label). Usage on the training tokens is
@@ -160,3 +161,15 @@ def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
         result["clusters_without_used_code"],
     )
     return result
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--tokenizer", type=Path, required=True, help="tokenizer checkpoint whose codebook is clustered"
+    )
+    parser.add_argument("--train-tokens", type=Path, required=True, help="train tokens (code usage per cluster)")
+    parser.add_argument("--out", type=Path, required=True, help="coarse map JSON: fine_to_coarse, sizes, usage")
+
+
+def main(args, p: dict) -> None:
+    run(tokenizer_path=args.tokenizer, train_tokens=args.train_tokens, clusters=p["ctf"]["clusters"], out=args.out)

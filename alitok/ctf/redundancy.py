@@ -1,4 +1,4 @@
-"""CTF's redundancy finding made measurable (ctf.md §1.1, Fig. 1b, where only a qualitative figure exists).
+"""CTF's redundancy finding made measurable (docs/papers/ctf.md §1.1, Fig. 1b, where only a qualitative figure exists).
 
 Encode held-out images, replace *every* token by a random member of its own cluster, decode, and compare with
 the plain reconstruction; do the same with a random code from the whole codebook. If the clusters capture what
@@ -8,10 +8,11 @@ the decoder cares about, the first swap costs far less PSNR and rFID than the se
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
-from alitok import atomic
+from alitok import atomic, cliargs
 from alitok.ctf.clusters import read_map
 from alitok.metrics import recon as recon_metrics
 from alitok.tokenizer.evaluate import held_out_images, reconstruct, to_uint8
@@ -81,3 +82,16 @@ def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, s
         *(result[k]["psnr"] for k in swapped),
     )
     return result
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
+    parser.add_argument("--coarse-map", type=Path, required=True, help="the fine -> coarse map (ctf-clusters)")
+    cliargs.manifests(parser, "val")
+    parser.add_argument("--classifier", type=Path, required=True, help="domain classifier (rFID features)")
+    parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
+
+
+def main(args, p: dict) -> None:
+    given = cliargs.passed(args, "coarse_map", "out", tokenizer_path="tokenizer", classifier_path="classifier")
+    run(**given, val_csv=args.val, dataset_json=args.dataset, seed=p["ctf"]["redundancy_seed"])

@@ -1,9 +1,10 @@
 """CTF sampling: stage 1 draws the coarse map autoregressively with guidance, then one stage-2 pass draws every
-fine label at once (ctf.md §1.5).
+fine label at once (docs/papers/ctf.md §1.5).
 
 The same counter-based noise as the plain generator keeps each sample a pure function of (seed, sample index):
 stage 1 uses steps 0..T-1 of a sample's stream and stage 2 steps T..2T-1. Stage 2 is conditioned on the class,
-without guidance (whether the paper guides stage 2 is not known; ctf.md §1.5). Imports only torch and the model.
+without guidance (whether the paper guides stage 2 is not known; docs/papers/ctf.md §1.5). Imports only torch
+and the model.
 """
 
 from __future__ import annotations

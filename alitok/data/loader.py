@@ -44,20 +44,10 @@ class StepBatches:
     micro-batches. Keys are made as the loader asks for them: a list for every step up front would hold
     hundreds of millions of tuples at paper scale."""
 
-    def __init__(
-        self,
-        *,
-        start_step: int,
-        total_steps: int,
-        global_batch: int,
-        n: int,
-        seed: int,
-        rank: int,
-        world: int,
-        accum: int = 1,
-    ):
-        self.start, self.total, self.accum = start_step, total_steps, accum
-        self.args = (global_batch, n, seed, rank, world)
+    def __init__(self, steps: range, accum: int, *keys: int):
+        """`keys`: `batch_keys`'s arguments after the step (global batch, n, seed, rank, world)."""
+        self.start, self.total, self.accum = steps.start, steps.stop, accum
+        self.args = keys
 
     def __len__(self) -> int:
         return (self.total - self.start) * self.accum
@@ -70,33 +60,15 @@ class StepBatches:
                 yield keys[i * per : (i + 1) * per]
 
 
-def train_loader(
-    dataset,
-    *,
-    start_step: int,
-    total_steps: int,
-    global_batch: int,
-    seed: int,
-    rank: int,
-    world: int,
-    workers: int,
-    accum: int = 1,
-) -> DataLoader:
-    """Batches (micro-batches with accum > 1) for steps start_step..total_steps-1 of this rank, in order."""
-    keys = StepBatches(
-        start_step=start_step,
-        total_steps=total_steps,
-        global_batch=global_batch,
-        n=len(dataset),
-        seed=seed,
-        rank=rank,
-        world=world,
-        accum=accum,
-    )
+def train_loader(dataset, training: dict, dist, steps: range, accum: int = 1) -> DataLoader:
+    """Batches (micro-batches with accum > 1) for `steps` of this rank (`dist`: rank, world size), in order, as
+    a trainer's params `training` section says (global batch, seed, workers)."""
+    seed = training["seed"]
+    keys = StepBatches(steps, accum, training["global_batch"], len(dataset), seed, dist.rank, dist.world_size)
     return DataLoader(
         dataset,
         batch_sampler=keys,
-        num_workers=workers,
+        num_workers=training["workers"],
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
         generator=own_generator(seed),

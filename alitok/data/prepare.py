@@ -111,3 +111,12 @@ def run(data_cfg: dict, root, out_dir) -> dict:
         "val_layout": result.val_layout,
         "out_dir": str(out_dir),
     }
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--root", type=Path, required=True, help="dataset root holding train/ and val/")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where the manifests, dataset.json, report go")
+
+
+def main(args, p: dict) -> None:
+    run(p["data"], args.root, args.out_dir)

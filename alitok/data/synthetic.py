@@ -13,6 +13,7 @@ the same seed gives byte-identical files.
 from __future__ import annotations
 
 import io
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,22 +74,10 @@ DOT_RADIUS = 0.3  # dot radius as a fraction of the dot spacing
 MIN_CONTRAST = 120.0  # RGB distance between shape, texture and background colours
 # A fixed colour table for `Variation.palette` (the first k entries are used): saturated, well separated.
 PALETTE = np.array(
-    [
-        (230, 25, 75),
-        (60, 180, 75),
-        (255, 225, 25),
-        (0, 130, 200),
-        (145, 30, 180),
-        (70, 240, 240),
-        (240, 50, 230),
-        (250, 250, 250),
-        (20, 20, 20),
-        (245, 130, 48),
-        (0, 0, 128),
-        (128, 128, 0),
-    ],
+    [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (145, 30, 180), (70, 240, 240),
+     (240, 50, 230), (250, 250, 250), (20, 20, 20), (245, 130, 48), (0, 0, 128), (128, 128, 0)],
     dtype=np.float64,
-)
+)  # fmt: skip
 NOISE_CELLS = 3  # smooth noise: random values on a (cells+1)^2 lattice, interpolated
 MEAN_RANGE = (64.0, 192.0)  # per-channel target mean colour, the same for every class
 
@@ -352,3 +341,29 @@ def write_dataset(
         "counts": {split: per_class * num_classes for split, per_class in counts.items()},
         "variation": asdict(variation),
     }
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output directory (train/, val/)")
+
+
+def main(args, p: dict) -> None:
+    """`alitok make-dataset`: the profile's `data.embedded` section, generated."""
+    data = p["data"]
+    if data["source"] != "embedded":
+        raise SystemExit(
+            f"alitok make-dataset: params profile {p['name']!r} has data.source = {data['source']!r}; "
+            "only the embedded source is generated"
+        )
+    emb = data["embedded"]
+    summary = write_dataset(
+        args.out,
+        seed=emb["seed"],
+        num_classes=emb["num_classes"],
+        image_size=data["image_size"],
+        train_per_class=emb["train_per_class"],
+        val_per_class=emb["val_per_class"],
+        variation=Variation.from_params(emb["variation"]),
+        classes=emb["classes"],
+    )
+    print(f"embedded dataset written to {args.out}: {summary}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 The manifest stores originals; each consumer picks its crop here. Pixel-exact agreement with the released
 code matters because the ten-crop token cache and the FID reference statistics are compared against
-numbers produced by that code (alitok-numerics.md §3-4). Only PIL and numpy are needed; torchvision's
+numbers produced by that code (docs/papers/alitok-release.md §3-4). Only PIL and numpy are needed; torchvision's
 TenCrop/Resize/RandomCrop are reimplemented with explicit PIL calls so the geometry is visible and fixed.
 """
 

@@ -1,488 +1,112 @@
-"""The final report: results/<params profile>/report.md and its figures, from the stages' metrics files.
+"""`alitok report`: results/<params profile>/report.md, its figures, and what DVC compares (metrics.json, curves).
 
-Every smoke number comes with its context: the classifier's held-out accuracy (the ceiling of
-class-consistency), the real held-out images' FID against the reference (the floor), and the controls (an
-untrained generator, one trained on shuffled labels), whose class-consistency must sit within sampling noise of
-chance. The papers' numbers (results/paper/published.csv) are shown beside ours; a gap is computed only where
-the data and the extractor match theirs (ImageNet with Inception), never on the embedded data.
+Three steps, each usable alone: `collect` reads the files a manifest names (report_data), `render` turns them into
+markdown (report_render, pure), `figures` draws them (report_figures); `write_metrics` writes metrics.json and the
+curves folder (summary). `run` does all four; report.md is written last, so a killed job leaves no new report
+beside old figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
-import os
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from alitok import atomic, plots
+from alitok import atomic
 from alitok.evaluation import summary
+from alitok.evaluation.report_data import ManifestError, ReportData, check, collect, comparable, files, paper_rows
+from alitok.evaluation.report_figures import FIGURES, figures
+from alitok.evaluation.report_render import CC_GOAL, chance_band, ctf_pairs, render, verdicts
 
-if TYPE_CHECKING:  # pandas only where the report is written: the Snakefile imports FIGURES while it builds the DAG
-    import pandas as pd
+__all__ = [
+    "CC_GOAL",
+    "FIGURES",
+    "ManifestError",
+    "ReportData",
+    "add_arguments",
+    "chance_band",
+    "check",
+    "collect",
+    "comparable",
+    "ctf_pairs",
+    "figures",
+    "files",
+    "main",
+    "manifest_arg",
+    "paper_rows",
+    "render",
+    "run",
+    "verdicts",
+    "write_metrics",
+]
 
-CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
-FIGURES = ("gfid_vs_params.png", "speed_vs_quality.png", "generator_curves.png")
-
-
-def _load(path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def run_name(path) -> str:
-    return Path(path).stem
-
-
-def chance_band(chance: float, n: int) -> float:
-    """Three binomial standard deviations: a label-blind sampler lands within this of chance (99.7 %)."""
-    return 3 * math.sqrt(chance * (1 - chance) / n)
-
-
-def comparable(evaluation: dict) -> bool:
-    """The paper's gFID is Inception features against the ADM ImageNet batch; only that is a like-for-like gap."""
-    p = evaluation["protocol"]
-    return p["extractor"] == "inception-v3-compat" and p["reference"]["kind"] == "adm_npz"
-
-
-def _fmt(x, digits=3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
+log = logging.getLogger(__name__)
 
 
-def _rel(target, start) -> str:
-    return os.path.relpath(target, Path(start).parent)
-
-
-def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
-    lines = [
-        "| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
-        "class-consistency | images/s (batch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, m in evals.items():
-        speed = m.get("speed")
-        last = next((r for r in reversed(logs.get(name, [])) if "val_loss" in r), {})
-        lines.append(
-            f"| {name} | {m['protocol'].get('kind', 'alitok')} | {m['protocol'].get('control') or '–'} | "
-            f"{_fmt(last.get('val_loss'))} | "
-            f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
-            f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
-            f"{_fmt(m.get('class_consistency'))} | "
-            f"{_fmt(speed['images_per_s'], 1) + ' (' + str(speed['batch']) + ')' if speed else '–'} |"
-        )
-    return lines
-
-
-def verdicts(evals: dict[str, dict], real: dict | None) -> list[str]:
-    """Plain sentences on the claims the smoke run must show."""
-    out = []
-    for name, m in evals.items():
-        if "class_consistency" not in m:
-            continue
-        cc, chance, n = m["class_consistency"], m["chance"], m["num_samples"]
-        band = chance_band(chance, n)
-        control = m["protocol"].get("control")
-        if control:
-            ok = abs(cc - chance) <= band
-            out.append(
-                f"- Control `{name}`: class-consistency {cc:.1%}, chance {chance:.1%} ± {band:.1%} (3σ, n = {n}): "
-                + ("**near chance, as it must be**." if ok else "**NOT near chance: the instrument is suspect**.")
-            )
-        else:
-            ok = cc >= CC_GOAL
-            out.append(
-                f"- `{name}`: class-consistency {cc:.1%} against the goal of {CC_GOAL:.0%}: "
-                + ("**met**." if ok else "**not met**.")
-                + (
-                    f" Ceiling (classifier on real held-out images): {real['class_consistency']:.1%}."
-                    if real and "class_consistency" in real
-                    else ""
-                )
-            )
-    return out
-
-
-def ctf_pairs(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    """(CTF run, plain run of the same scale): the fair comparison, same depth and width on the same tokens."""
-    return [
-        (name, m["protocol"]["scale"])
-        for name, m in evals.items()
-        if m["protocol"].get("kind") == "ctf" and m["protocol"]["scale"] in evals
-    ]
-
-
-def _ratio(a, b) -> str:
-    return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
-
-
-def ctf_section(
-    evals: dict, logs: dict, params_of: dict, cmap: dict | None, stage2_log: list, redundancy: dict | None
-) -> list[str]:
-    """CTF beside the plain generator of its shape, its stage 2 and coarse map, and the redundancy measurement."""
-    lines = ["## CTF: coarse-to-fine on the same tokens", ""]
-    if cmap is not None:
-        used = cmap.get("used_codes")
-        lines.append(
-            f"- Coarse map: {cmap['codebook_size']} codes in {cmap['clusters']} clusters (k-means, "
-            f"normalisation {cmap['normalisation']}, seed {cmap['seed']}; sizes {min(cmap['sizes'])}.."
-            f"{max(cmap['sizes'])})"
-            + (
-                ""
-                if used is None
-                else f"; {used} codes used by the training tokens ({used / cmap['codebook_size']:.0%}), "
-                f"{cmap['clusters_without_used_code']} clusters without a used code"
-            )
-            + "."
-        )
-    last = next((r for r in reversed(stage2_log) if "val_loss" in r), None)
-    if last is not None:
-        lines.append(
-            f"- Stage 2 (one bidirectional model for every stage 1, trained on true coarse maps): held-out "
-            f"fine-label loss {last['val_loss']:.3f}, accuracy {last['val_acc']:.1%} after {last['step']} steps."
-        )
-    lines.append("")
-    pairs = ctf_pairs(evals)
-    if pairs:
-        lines += [
-            "CTF against the plain generator of the same depth and width. CTF's parameters are both stages' "
-            "(the papers' rows count stage 1 only). Held-out accuracy is over different label sets, so it is "
-            "given per model, not as a ratio: stage 1 over the K coarse labels, stage 2 and the plain generator "
-            "over the codebook.",
-            "",
-            "| CTF | plain | params (M) CTF / plain | gFID CTF / plain | class-consistency CTF / plain | "
-            "images/s CTF / plain (ratio) | held-out accuracy: stage 1 (coarse) / stage 2 (fine) / plain (fine) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        stage2_acc = None if last is None else last["val_acc"]
-        for ctf, plain in pairs:
-            a, b = evals[ctf], evals[plain]
-            acc = [
-                next((r["val_acc"] for r in reversed(logs.get(n, [])) if "val_acc" in r), None) for n in (ctf, plain)
-            ]
-            speed = [m["speed"]["images_per_s"] if "speed" in m else None for m in (a, b)]
-            size = [params_of[n] / 1e6 if n in params_of else None for n in (ctf, plain)]
-            lines.append(
-                f"| {ctf} | {plain} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | {a['fid']:.2f} / {b['fid']:.2f} | "
-                f"{_fmt(a.get('class_consistency'))} / {_fmt(b.get('class_consistency'))} | "
-                f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
-                f"{_fmt(acc[0])} / {_fmt(stage2_acc)} / {_fmt(acc[1])} |"
-            )
-            order = "lower" if a["fid"] < b["fid"] else "higher" if a["fid"] > b["fid"] else "equal"
-            lines.append("")
-            lines.append(
-                f"- `{ctf}` against `{plain}`: gFID {order} "
-                f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
-                f"target repeats it over seeds)."
-            )
-            if "chance" in a and "chance" in b:
-                band = [chance_band(m["chance"], m["num_samples"]) for m in (a, b)]
-                place = [
-                    "within"
-                    if abs(m["class_consistency"] - m["chance"]) <= w
-                    else "above"
-                    if m["class_consistency"] > m["chance"]
-                    else "below"
-                    for m, w in zip((a, b), band)
-                ]
-                lines.append(
-                    f"- Class-consistency: CTF {a['class_consistency']:.1%}, the plain generator "
-                    f"{b['class_consistency']:.1%}. Chance is {a['chance']:.1%} ± {band[0]:.1%} (3σ, n = "
-                    f"{a['num_samples']}): CTF is {place[0]} that band, the plain generator {place[1]} it."
-                )
-            if all(speed):
-                lines.append(
-                    "- images/s: two separate jobs; on a shared CPU their run-to-run noise can exceed the "
-                    "difference. `benchmarks/ctf.py` times both kinds side by side in one process."
-                )
-        lines.append("")
-    if redundancy is not None:
-        lines += [
-            "Redundancy (the paper's Fig. 1b as numbers): every held-out token replaced by a random member of its "
-            "cluster (uniform, itself included), or by a random code of the whole codebook, then decoded "
-            f"({redundancy['num_images']} images, "
-            f"seed {redundancy['seed']}):",
-            "",
-            "| tokens | PSNR vs original (dB) | PSNR vs plain reconstruction (dB) | rFID |",
-            "|---|---|---|---|",
-        ]
-        for key, label in (
-            ("reconstruction", "as encoded"),
-            ("within_cluster", "swapped within the cluster"),
-            ("whole_codebook", "swapped anywhere in the codebook"),
-        ):
-            r = redundancy[key]
-            lines.append(
-                f"| {label} | {r['psnr']:.2f} | {_fmt(r.get('psnr_vs_reconstruction'), 1)} | {r['rfid']:.2f} |"
-            )
-        w, a, plain = redundancy["within_cluster"], redundancy["whole_codebook"], redundancy["reconstruction"]
-        holds = w["psnr"] - a["psnr"] > 0 and w["rfid"] < a["rfid"]
-        lines += [
-            "",
-            f"- The redundancy finding {'**holds**' if holds else '**does not hold**'} here: a within-cluster "
-            f"swap costs {plain['psnr'] - w['psnr']:.2f} dB and {w['rfid'] - plain['rfid']:+.1f} rFID, a swap "
-            f"anywhere {plain['psnr'] - a['psnr']:.2f} dB and {a['rfid'] - plain['rfid']:+.1f} rFID.",
-            "",
-        ]
-    return lines
-
-
-def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:
-    main = paper[(paper.metric == "gfid") & (paper.setting == "w/ cfg")]
-    return main[main.table.str.contains("main|release|Table 1")]
-
-
-def figures(fig_dir: Path, evals: dict, params_of: dict, paper: pd.DataFrame, logs: dict) -> None:
-    plt = plots.pyplot()
-    # gFID against parameters: the papers' points and ours (ours marked when the extractor differs)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    rows_all = paper_rows(paper).assign(family=lambda d: d.model.str.contains("CTF").map({True: "CTF", False: "plain"}))
-    for (p, table, family), rows in rows_all.groupby(["paper", "table", "family"]):
-        rows = rows.sort_values("params_m")  # one line per model family: a table mixing plain and CTF rows zig-zags
-        tag = f" {family} (stage-1 params)" if family == "CTF" else ""
-        ax.plot(rows.params_m, rows.value, marker="o", ls="--", label=f"{p}: {table}{tag}")
-    for name, m in evals.items():
-        if name in params_of and not m["protocol"].get("control"):
-            tag = "ours" if comparable(m) else "ours (domain-classifier FID: not comparable)"
-            ax.scatter([params_of[name] / 1e6], [m["fid"]], marker="*", s=150, label=f"{tag}: {name}", zorder=3)
-    ax.set(xscale="log", yscale="log", xlabel="generator parameters (M)", ylabel="gFID", title="gFID against size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    plots.save_figure(fig, fig_dir / FIGURES[0])
-
-    # speed against quality
-    fig, ax = plt.subplots(figsize=(6, 4))
-    speed = paper[paper.metric == "images_per_s"]
-    gfid = paper[(paper.metric == "gfid") & (paper.setting == "w/ cfg")]
-    for _, r in speed.iterrows():
-        match = gfid[(gfid.model == r.model) & (gfid.paper == r.paper)]
-        if len(match):
-            ax.scatter(r.value, match.value.min(), label=f"{r.paper}: {r.model} ({r.table.split('(')[-1].rstrip(')')})")
-    for name, m in evals.items():
-        if "speed" in m and not m["protocol"].get("control"):
-            ax.scatter(
-                m["speed"]["images_per_s"],
-                m["fid"],
-                marker="*",
-                s=150,
-                label=f"ours: {name} ({m['speed']['hardware'].split(' (')[0]})",
-            )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="images/s (batch 64 unless noted)",
-        ylabel="gFID",
-        title="speed against quality",
+def write_metrics(data: ReportData, metrics_out, curves_dir) -> None:
+    """metrics.json (`dvc metrics`) and one curve file per training log and kind (`dvc plots`)."""
+    curve_logs = {f"generator_{run}": records for run, records in data.logs.items()}
+    curve_logs |= {f"tokenizer_{stage}": records for stage, records in data.tokenizer_logs.items()}
+    if data.ctf_stage2_log is not None:
+        curve_logs["ctf_stage2"] = data.ctf_stage2_log
+    summary.write(
+        metrics_out,
+        curves_dir,
+        summary.metrics(
+            evaluations=data.evaluations,
+            generator_logs=data.logs,
+            real=data.real,
+            tokenizer=data.tokenizer,
+            classifier=data.classifier,
+            ctf={
+                "coarse_map": data.ctf_map,
+                "stage2_log": data.ctf_stage2_log or [],
+                "redundancy": data.ctf_redundancy,
+            },
+        ),
+        summary.curves(curve_logs),
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    plots.save_figure(fig, fig_dir / FIGURES[1])
-
-    # generator training curves, every run on one figure
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for name, records in logs.items():
-        for ax, key in zip(axes, ("val_loss", "val_acc")):
-            pts = [(r["step"], r[key]) for r in records if key in r]
-            if pts:
-                ax.plot(*zip(*pts), marker="o" if len(pts) < 3 else None, label=name)
-    for ax, label in zip(axes, ("held-out cross-entropy", "held-out next-token accuracy")):
-        ax.set(xlabel="step", ylabel=label)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    plots.save_figure(fig, fig_dir / FIGURES[2])
 
 
-def param_count(checkpoint) -> int:
-    import torch
-
-    return sum(v.numel() for v in torch.load(checkpoint, map_location="cpu", weights_only=False)["model"].values())
-
-
-def run(
-    *,
-    out,
-    fig_dir,
-    evaluations: list,
-    paper_csv,
-    real=None,
-    classifier=None,
-    tokenizer_metrics=(),
-    comparison=None,
-    generator_logs=(),
-    generators=(),
-    tokenizer_logs=(),
-    metrics_out=None,
-    curves_dir=None,
-    ctf_map=None,
-    ctf_stage2=None,
-    ctf_stage2_log=None,
-    ctf_redundancy=None,
-) -> None:
-    out, fig_dir = Path(out), Path(fig_dir)
-    evals = {run_name(p): _load(p) for p in evaluations}
-    real_m = _load(real) if real else None
-    import pandas as pd
-
-    paper = pd.read_csv(paper_csv)
-    logs = {Path(p).parent.name: plots.read_log(p) for p in generator_logs}
-    params_of = {Path(g).parent.name: param_count(g) for g in generators}
-    stage2_params = param_count(ctf_stage2) if ctf_stage2 else 0
-    for name, m in evals.items():  # CTF's size is both stages'
-        if m["protocol"].get("kind") == "ctf" and name in params_of:
-            params_of[name] += stage2_params
-    cmap = _load(ctf_map) if ctf_map else None
-    stage2_log = plots.read_log(ctf_stage2_log) if ctf_stage2_log else []
-    redundancy = _load(ctf_redundancy) if ctf_redundancy else None
-    profile = next(iter(evals.values()))["protocol"]["profile"] if evals else "?"
-
-    lines = [
-        f"# Report: params profile `{profile}`",
-        "",
-        "Written by `alitok report` from this folder's metrics files. Every number below was computed by this "
-        "pipeline run; the papers' numbers come from `results/paper/published.csv`.",
-        "",
-    ]
-    lines += ["## Context", ""]
-    if classifier:
-        c = _load(classifier)
-        lines.append(
-            f"- Evaluation classifier, held-out accuracy: {c['val_accuracy']:.1%} (the ceiling of class-consistency)."
-        )
-    if real_m:
-        lines.append(
-            f"- Real held-out images against the reference: FID {real_m['fid']:.2f} (the floor), "
-            f"precision {real_m['precision']:.3f}, recall {real_m['recall']:.3f}"
-            + (f", class-consistency {real_m['class_consistency']:.1%}" if "class_consistency" in real_m else "")
-            + f" (n = {real_m['num_samples']})."
-        )
-    if evals:
-        p = next(iter(evals.values()))["protocol"]
-        lines.append(
-            f"- Extractor: `{p['extractor']}`; reference: `{p['reference']['key']}`; precision/recall k = "
-            f"{p['prc_k']}; IS splits {p['isc_splits']}."
-        )
-    lines.append("")
-
-    if tokenizer_metrics:
-        lines += [
-            "## Tokenizer",
-            "",
-            "| stage | PSNR (dB) | SSIM | rFID | class accuracy of reconstructions |",
-            "|---|---|---|---|---|",
-        ]
-        for path in tokenizer_metrics:
-            m = _load(path)
-            name = Path(path).name.replace("_metrics.json", "")
-            lines.append(
-                f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['rfid']:.2f} | "
-                f"{m.get('recon_class_accuracy', float('nan')):.1%} |"
-            )
-        lines.append("")
-        if comparison:
-            verdict = [ln for ln in Path(comparison).read_text().splitlines() if "hold" in ln.lower()]
-            lines += [
-                f"Stage 2 against stage 1 continued ([stage_comparison.md]({_rel(comparison, out)})): "
-                + (verdict[0].strip() if verdict else "see the file."),
-                "",
-            ]
-
-    lines += [
-        "## Generator",
-        "",
-        "Class gain: held-out loss with the null label minus with the true label; near 0 the "
-        "model ignores its class and guidance has nothing to amplify.",
-        "",
-    ]
-    lines += generator_table(evals, logs) + [""]
-    if any(m["protocol"].get("kind") == "ctf" for m in evals.values()):
-        lines += [
-            "Rows of kind `ctf` show stage 1's held-out loss and class gain, over the K coarse labels: not "
-            "comparable with the plain rows' values over the codebook (stage 2 is in the CTF section).",
-            "",
-        ]
-    lines += verdicts(evals, real_m) + [""]
-    for name in evals:
-        p = evals[name]["protocol"]
-        lines.append(
-            f"- `{name}` protocol: {p.get('num_samples')} samples, labels {p.get('label_layout')}, guidance "
-            f"{p.get('guidance')} ({p.get('guidance_schedule')}), temperature {p.get('temperature')}, top-k "
-            f"{p.get('top_k')}, top-p {p.get('top_p')}, uint8 {p.get('uint8')}, weights {p.get('weights')}, "
-            f"seed {p.get('sample_seed')}"
-            + (
-                f"; CTF: temperature is stage 1's τ1, top-k is stage 2's, τ2 {p['tau2']}, stage 2 restricted "
-                f"to the sampled cluster {p['restrict']}, K {p['clusters']}"
-                if p.get("kind") == "ctf"
-                else ""
-            )
-            + "."
-        )
-    speeds = [m["speed"] for m in evals.values() if "speed" in m]
-    if speeds:
-        lines.append(
-            f"- Sampling speed measured on: {speeds[0]['hardware']}, {speeds[0]['precision']}, with decoding to pixels."
-        )
-    lines.append("")
-
-    if cmap is not None or ctf_pairs(evals):
-        lines += ctf_section(evals, logs, params_of, cmap, stage2_log, redundancy)
-
-    lines += ["## The papers' numbers", ""]
-    like = {n: m for n, m in evals.items() if comparable(m) and not m["protocol"].get("control")}
-    if like:
-        lines += [
-            "Same data and extractor as the papers (Inception, ADM reference): the gap is meaningful.",
-            "",
-            "| run | our gFID | paper rows (gFID) |",
-            "|---|---|---|",
-        ]
-        rows = paper_rows(paper)
-        for n, m in like.items():
-            lines.append(
-                f"| {n} | {m['fid']:.3f} | "
-                + "; ".join(
-                    f"{r.model} {r.value} ({r.table}, {r.version})" for r in rows.itertuples() if r.paper == "alitok"
-                )
-                + " |"
-            )
-    else:
-        lines += [
-            "These runs use the embedded data and the domain classifier, so no gap to the papers is computed; "
-            "their ImageNet rows are context only.",
-            "",
-            "| paper | table | model | params (M) | gFID | source |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in paper_rows(paper).itertuples():
-            lines.append(
-                f"| {r.paper} ({r.version}) | {r.table} | {r.model} | {r.params_m} | {r.value} | "
-                f"{r.source}, {r.evidence} |"
-            )
-    lines.append("")
-
-    figures(fig_dir, evals, params_of, paper, logs)
-    lines += ["## Figures", ""] + [f"![{f}]({_rel(fig_dir / f, out)})" for f in FIGURES]
-    for g in generators:
-        grid = Path(g).parent / "samples_grid.png"
-        lines.append(f"![samples {Path(g).parent.name}]({_rel(grid, out)})")
-    for path in tokenizer_metrics:
-        grid = Path(str(path).replace("_metrics.json", "_recon.png"))
-        lines.append(f"![reconstructions {grid.stem}]({_rel(grid, out)})")
+def run(manifest: dict, *, out, fig_dir, metrics_out=None, curves_dir=None) -> ReportData:
+    """Collect, draw, write metrics.json and the curves (when metrics_out is given), then report.md."""
+    data = collect(manifest)
+    figures(data, fig_dir)
     if metrics_out is not None:
-        tok = {Path(p).name.replace("_metrics.json", ""): _load(p) for p in tokenizer_metrics}
-        curve_logs = {f"generator_{n}": records for n, records in logs.items()}
-        curve_logs |= {f"tokenizer_{Path(p).name.replace('_log.jsonl', '')}": plots.read_log(p) for p in tokenizer_logs}
-        if ctf_stage2_log:
-            curve_logs["ctf_stage2"] = stage2_log
-        summary.write(
-            metrics_out,
-            curves_dir,
-            summary.metrics(
-                evaluations=evals,
-                generator_logs=logs,
-                real=real_m,
-                tokenizer=tok,
-                classifier=_load(classifier) if classifier else None,
-                ctf={"coarse_map": cmap, "stage2_log": stage2_log, "redundancy": redundancy},
-            ),
-            summary.curves(curve_logs),
-        )
-    atomic.write_text(out, "\n".join(lines) + "\n")
+        write_metrics(data, metrics_out, curves_dir)
+    atomic.write_text(out, render(data, out=out, fig_dir=fig_dir))
+    return data
+
+
+def manifest_arg(value: str) -> dict:
+    """--manifest: the JSON text itself (what the rule passes), or the path of a JSON file (by hand)."""
+    try:
+        text = value if value.lstrip().startswith("{") else Path(value).read_text()
+        manifest = json.loads(text)
+    except (OSError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"not a JSON object or a readable JSON file: {e}") from None
+    try:
+        return check(manifest)
+    except ManifestError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        type=manifest_arg,
+        required=True,
+        help="the input files by role, as JSON text or a JSON file: runs, paper, real, classifier, tokenizer, "
+        "comparison, ctf (alitok/evaluation/report_data.py)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="report.md")
+    parser.add_argument("--figure-dir", type=Path, required=True, help="where the figures go")
+    parser.add_argument("--metrics-out", type=Path, required=True, help="metrics.json that DVC compares")
+    parser.add_argument("--curves-dir", type=Path, required=True, help="folder of loss curves that `dvc plots` draws")
+
+
+def main(args: argparse.Namespace, p: dict) -> None:
+    """`alitok report`; the params profile is not read: every number comes from the manifest's files."""
+    run(args.manifest, out=args.out, fig_dir=args.figure_dir, metrics_out=args.metrics_out, curves_dir=args.curves_dir)
+    log.info("report written to %s", args.out)

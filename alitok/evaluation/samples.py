@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from alitok import atomic
+from alitok import atomic, cliargs
 from alitok.evaluation import reference
 from alitok.generator.archive import read_npz
+from alitok.generator.runs import CONTROLS
 from alitok.metrics import generative
 
 log = logging.getLogger("alitok.evaluation")
@@ -186,3 +188,23 @@ def run(
         f", class-consistency {metrics['class_consistency']:.3f}" if "class_consistency" in metrics else "",
     )
     return metrics
+
+
+def add_arguments(parser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--samples", type=Path, help="an ADM archive (samples.npz) to evaluate")
+    what.add_argument("--real-split", type=Path, help="a split's manifest: evaluate real images (floor and ceiling)")
+    cliargs.reference(parser, required=False)  # the reference manifest: reference kind split only
+    parser.add_argument("--scale", help="the generator scale that made the samples (its protocol goes in the result)")
+    parser.add_argument("--control", choices=CONTROLS, help="the samples are of this control")
+    parser.add_argument("--generator", type=Path, help="with --tokenizer: also time sampling (evaluation.speed)")
+    parser.add_argument("--tokenizer", type=Path)
+    cliargs.ctf_pair(parser)
+    parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
+
+
+def main(args, p: dict) -> None:
+    cliargs.together(args, "ctf_stage2", "coarse_map")
+    names = ("out", "extractor_weights", "cache_dir", "samples", "real_split", "reference_manifest", "scale")
+    names += ("control", "generator", "tokenizer", "ctf_stage2", "coarse_map")
+    run(p, **cliargs.passed(args, *names, dataset_json="dataset"))

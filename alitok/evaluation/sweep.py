@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from alitok import atomic
 from alitok.classifier.train import load_classifier, predict
+from alitok.config import ParamsError
 from alitok.generator.archive import sample_labels, to_uint8
 from alitok.generator.release import load_generator
 from alitok.generator.sample import drawer
@@ -75,3 +77,40 @@ def run(
     with atomic.atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def _power(text: str) -> float | None:
+    return None if text.lower() in ("none", "null", "constant") else float(text)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--scale", required=True, help="a key of generator.scales (its seed; defaults of the grid)")
+    parser.add_argument("--generator", type=Path, required=True, help="generator checkpoint")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint that decodes its codes")
+    parser.add_argument("--classifier", type=Path, required=True, help="the domain classifier's model.pt")
+    parser.add_argument("--num-samples", type=int, help="per setting (default: generator.sampling.num_samples)")
+    parser.add_argument("--guidance", type=float, nargs="+", help="guidance scales (default: the scale's)")
+    parser.add_argument("--power", type=_power, nargs="+", help="guidance powers, 'none' for constant")
+    parser.add_argument("--temperature", type=float, nargs="+", help="temperatures (default: generator.sampling's)")
+    parser.add_argument("--out", type=Path, required=True, help="one row per setting (CSV)")
+
+
+def main(args, p: dict) -> None:
+    if args.scale not in p["generator"]["scales"]:
+        raise ParamsError(
+            f"--scale {args.scale}: not a key of generator.scales ({', '.join(p['generator']['scales'])})"
+        )
+    sc, s = p["generator"]["scales"][args.scale], p["generator"]["sampling"]
+    table = run(
+        p,
+        scale=args.scale,
+        generator_path=args.generator,
+        tokenizer_path=args.tokenizer,
+        classifier_path=args.classifier,
+        num_samples=args.num_samples or s["num_samples"],
+        guidance=args.guidance or [sc["guidance"]],
+        powers=args.power or [sc["guidance_power"]],
+        temperatures=args.temperature or [s["temperature"]],
+        out=args.out,
+    )
+    print(table.to_string(index=False))

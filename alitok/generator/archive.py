@@ -21,7 +21,7 @@ CHUNK = 256  # images copied per write while streaming
 
 
 def released_labels(n: int, num_classes: int, world: int, batch: int) -> np.ndarray:
-    """Label of each file index k as the released sampler lays them out (alitok-numerics.md §3): rank r takes
+    """Label of each file index k as the released sampler lays them out (docs/papers/alitok-release.md §3): rank r takes
     the contiguous slice r·S..(r+1)·S of [0..C−1]*, S = n/world, in batches; sample i of iteration `it` on rank r
     is file k = it·batch·world + i·world + r."""
     if n % (batch * world):

@@ -1,6 +1,6 @@
 """Import a released AliTok generator (`alitok_{b,l,xl}.bin`, plain state dicts) into the project format.
 
-Our module names are the release's (alitok-release-checkpoints.md), so the conversion is a strict check:
+Our module names are the release's (docs/papers/alitok-release.md §6), so the conversion is a strict check:
 every released tensor is used, every tensor of ours is filled, every shape agrees, or one sentence names the
 first tensor that does not. The size (B, L or XL) is recognised from the shapes; the geometry (4096 codes,
 17 prefix tokens, 16x16 grid, 1000 classes) is the released tokenizer's.
@@ -8,12 +8,14 @@ first tensor that does not. The size (B, L or XL) is recognised from the shapes;
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from alitok import atomic
+from alitok.geometry import RELEASE_CLASSES
 from alitok.models.generator import SIZES, Generator, GeneratorConfig, rope_table
 from alitok.tokenizer.release import (
     ReleaseError,
@@ -28,8 +30,8 @@ FORMAT = "alitok-generator/1"
 
 
 def release_geometry() -> dict:
-    tok = release_config()
-    return {"vocab_size": tok.codebook_size, "num_prefix": tok.num_prefix, "grid": tok.grid, "num_classes": 1000}
+    """The released generators' geometry: the released tokenizer's (alitok.geometry), ImageNet's classes."""
+    return release_config().geometry.generator(RELEASE_CLASSES)
 
 
 def expected_shapes(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
@@ -105,3 +107,16 @@ def load_generator(path) -> Generator:
     assign_weights(model, ckpt["model"], path)
     model.rope = rope_table(model.config)  # not in the state dict: rebuild it off the meta device
     return model
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "source", type=Path, help="the released generator (alitok_b.bin, alitok_l.bin or alitok_xl.bin)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="project generator checkpoint to write")
+    parser.add_argument("--size", choices=["B", "L", "XL"], default=None, help="default: recognised from the shapes")
+
+
+def main(args, p: dict) -> None:
+    info = import_release(args.source, args.out, size=args.size)
+    print(f"imported {args.source} -> {args.out}: {info}", file=sys.stderr)

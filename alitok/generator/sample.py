@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alitok import atomic
+from alitok import atomic, cliargs
 from alitok.config import ParamsError
 from alitok.ctf.clusters import read_map
 from alitok.ctf.sampling import generate_ctf
@@ -54,31 +54,14 @@ def drawer(p: dict, scale: str, model, ctf):
 
     def draw(labels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if ctf is None:
-            return generate(
-                model,
-                labels,
-                ids,
-                seed=sc["sample_seed"],
-                guidance=sc["guidance"],
-                power=sc["guidance_power"],
-                temperature=s["temperature"],
-                top_k=s["top_k"],
-                top_p=s["top_p"],
-            )
-        return generate_ctf(
-            model,
-            ctf["stage2"],
-            ctf["f2c"],
-            labels,
-            ids,
-            seed=sc["sample_seed"],
-            guidance=ctf["guidance"],
-            power=ctf["guidance_power"],
-            tau1=ctf["tau1"],
-            tau2=ctf["tau2"],
-            top_k=ctf["top_k"],
-            restrict=ctf["restrict"],
-        )[1]
+            plain = {k: s[k] for k in ("temperature", "top_k", "top_p")}
+            return generate(model, labels, ids, **seeded(sc["guidance"], sc["guidance_power"]), **plain)
+        two_stage = {k: ctf[k] for k in ("tau1", "tau2", "top_k", "restrict")}
+        guided = seeded(ctf["guidance"], ctf["guidance_power"])
+        return generate_ctf(model, ctf["stage2"], ctf["f2c"], labels, ids, **guided, **two_stage)[1]
+
+    def seeded(guidance, power) -> dict:
+        return {"seed": sc["sample_seed"], "guidance": guidance, "power": power}
 
     return draw
 
@@ -186,3 +169,20 @@ def write_grid(out, blocks: list[Path], labels: np.ndarray, num_classes: int, pe
         rows.append(np.concatenate(row, axis=1))
     with atomic.atomic_path(out) as tmp:
         Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--scale", required=True, help="a key of generator.scales (its guidance and seed)")
+    parser.add_argument("--generator", type=Path, required=True, help="generator checkpoint (trained or imported)")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint that decodes its codes")
+    parser.add_argument("--work-dir", type=Path, required=True, help="per-process blocks in progress (resume here)")
+    parser.add_argument("--out-archive", type=Path, required=True, help="samples.npz: arr_0 NHWC uint8, arr_1 labels")
+    parser.add_argument("--out-grid", type=Path, required=True, help="per-class sample grid (PNG)")
+    cliargs.ctf_pair(parser)
+
+
+def main(args, p: dict) -> None:
+    cliargs.together(args, "ctf_stage2", "coarse_map")
+    names = ("scale", "work_dir", "out_archive", "out_grid", "ctf_stage2", "coarse_map")
+    summary = run(p, **cliargs.passed(args, *names, generator_path="generator", tokenizer_path="tokenizer"))
+    log.info("sampled: %s", summary)

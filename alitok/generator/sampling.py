@@ -20,7 +20,7 @@ _MASK32 = 0xFFFFFFFF
 
 def guidance_scale(step: int, total: int, scale: float, power: float | None) -> float:
     """w(step): constant `scale` when power is None; else the release's cosine-power ramp from 1 to ≈scale,
-    w = 1 + (scale − 1)·(1 − cos(π·(step/total)^power))/2, computed in fp32 (alitok-numerics.md §2.7)."""
+    w = 1 + (scale − 1)·(1 − cos(π·(step/total)^power))/2, computed in fp32 (docs/papers/alitok-release.md §2.7)."""
     if power is None:
         return float(scale)
     t = torch.tensor(step / total, dtype=torch.float32)

@@ -7,7 +7,8 @@ run has the same optimisation whatever hardware it lands on. Checkpoints are ato
 live in a work directory outside the rule's outputs; a rerun resumes exactly.
 
 CTF's two models train here too (`ctf_stage`, with the coarse map of alitok/ctf/clusters.py): stage 1 reads and
-predicts coarse labels; stage 2 reads the ground-truth coarse map and predicts every fine label (ctf.md §1.3-1.4).
+predicts coarse labels; stage 2 reads the ground-truth coarse map and predicts every fine label
+(docs/papers/ctf.md §1.3-1.4).
 
 Two controls for the evaluation's class-consistency share this code: `untrained` (the seeded initial weights,
 no step taken) and `shuffled_labels` (the same recipe on labels permuted across images). Both should give
@@ -30,13 +31,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic, plots
+from alitok import atomic, cliargs, plots, reads
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
 from alitok.data.loader import train_loader
-from alitok.generator.config import ctf_config, geometry, model_config
+from alitok.generator.config import ctf_config, model_config
 from alitok.generator.release import FORMAT
-from alitok.generator.runs import CONTROLS, scale_params, training_section, training_steps
+from alitok.generator.runs import CONTROLS, scale_params, training_steps
 from alitok.models.generator import Generator
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
@@ -65,7 +66,7 @@ def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, i
 
 
 def optimizer(model: Generator, opt: dict) -> torch.optim.AdamW:
-    """No weight decay on norms, biases and the embedding tables (alitok.md §2.3)."""
+    """No weight decay on norms, biases and the embedding tables (docs/papers/alitok.md §2.3)."""
     tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     decay = [q for q in model.parameters() if q.dim() >= 2 and id(q) not in tables]
     rest = [q for q in model.parameters() if q.dim() < 2 or id(q) in tables]
@@ -151,10 +152,11 @@ def run(
     train = TokenShards(train_dir)
     val = TokenShards(val_dir)
     num_classes = train.info["num_classes"]
-    vocab = geometry(p, num_classes)["vocab_size"]  # the codebook's size, whatever the model's own vocabulary
+    # The geometry is the tokens' (their manifest records the tokenizer's), not re-derived from params.
+    vocab = train.info["vocab_size"]  # the codebook's size, whatever the model's own vocabulary
     ctf = None
     if ctf_stage is None:
-        cfg = model_config(p, scale, num_classes)
+        cfg = model_config(p, scale, num_classes, train.info)
     else:
         if coarse_map is None:
             raise ParamsError("a CTF stage needs its coarse map (alitok ctf-clusters)")
@@ -164,7 +166,7 @@ def run(
                 f"coarse map {coarse_map} covers {ctf['codebook_size']} codes, the tokens "
                 f"{vocab}: recompute it from this tokenizer"
             )
-        cfg = ctf_config(p, ctf_stage, ctf["clusters"], num_classes, scale)
+        cfg = ctf_config(p, ctf_stage, ctf["clusters"], num_classes, scale, train.info)
     if (train.info["seq_len"], train.info["vocab_size"]) != (cfg.seq_len, vocab):
         raise TokenStoreError(
             f"tokens in {train_dir} have {train.info['seq_len']} codes over {train.info['vocab_size']}, "
@@ -180,10 +182,9 @@ def run(
         work_dir.mkdir(parents=True, exist_ok=True)
     run_hash = section_hash(
         {
-            "generator": training_section(p, scale),
+            **reads.train_generator(p, scale, control),  # what it reads from params, then what its inputs hold
             "tokens": train.info,
             "control": control,
-            "steps": total,
             "model": asdict(cfg),
             "coarse_map": None if ctf is None else ctf["fine_to_coarse"],
         }
@@ -194,30 +195,16 @@ def run(
     opt = optimizer(model, opt_p)
     autocast = Precision(d.device, tr["precision"]).autocast
 
-    step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
-    ck = checkpoint.load_progress(ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path)
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        step = ck["step"]
-        if d.is_main:
-            log.info("resuming generator %s from %s at step %d/%d", name, ckpt_path, step, total)
+    ckpt_path, log_path = work_dir / "last.pt", work_dir / "log.jsonl"
+    step = checkpoint.resume(
+        ckpt_path, kind="generator-train", params_hash=run_hash, log_path=log_path, model=model, opt=opt
+    )
     ddp = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
 
     data = TrainTokens(
         train, tr["seed"], g["dropout"]["class_label"], cfg.null_class, shuffle_labels=control == "shuffled_labels"
     )
-    loader = train_loader(
-        data,
-        start_step=step,
-        total_steps=total,
-        global_batch=tr["global_batch"],
-        seed=tr["seed"],
-        rank=d.rank,
-        world=d.world_size,
-        workers=tr["workers"],
-        accum=accum,
-    )
+    loader = train_loader(data, tr, d, range(step, total), accum)
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
 
     bar = tqdm(total=total, initial=step, desc=f"generator {name}", unit="step", file=sys.stderr, disable=not d.is_main)
@@ -310,3 +297,22 @@ def run(
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--scale", help="a key of generator.scales in params (all but --ctf-stage 2: ctf.stage2)")
+    parser.add_argument("--train-tokens", type=Path, required=True, help="train token directory (extract-tokens)")
+    parser.add_argument("--val-tokens", type=Path, required=True, help="held-out token directory (extract-tokens)")
+    cliargs.training_outputs(parser)
+    parser.add_argument(
+        "--control", choices=CONTROLS, help="an evaluation control: no training step, or labels permuted across images"
+    )
+    parser.add_argument("--ctf-stage", type=int, choices=[1, 2], help="CTF's stage 1 (coarse AR) or 2 (fine, one pass)")
+    parser.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
+
+
+def main(args, p: dict) -> None:
+    cliargs.together(args, "ctf_stage", "coarse_map")
+    names = ("scale", "work_dir", "out", "log_out", "curve_out", "control", "ctf_stage", "coarse_map")
+    summary = run(p, **cliargs.passed(args, *names, train_dir="train_tokens", val_dir="val_tokens"))
+    log.info("generator %s trained: %s", args.scale, summary)

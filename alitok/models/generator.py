@@ -1,19 +1,20 @@
 """The class-conditional AR generator: a LLaMA-style decoder-only transformer over tokenizer codes.
 
-One file, two architecture families that differ only in a few switches (alitok.md §2.1, ctf.md §1):
+One file, two architecture families that differ only in a few switches (docs/papers/alitok.md §2.1,
+docs/papers/ctf.md §1):
 - `alitok`: QK-norm, biases on qkv, attention out-projection and head, one embedding table shared by
   codes and classes (rows: codes, an unused row, classes, the null class), 1-D RoPE over the tokenizer's
   prefix tokens and 2-D RoPE over the image grid offset by the prefix count.
 - `llamagen`: no QK-norm, no biases, a separate class table (classes + null), 2-D RoPE from 0.
 Both give the class token a zero rotation (its q and k are exactly 0: an attention sink whose value carries
-the class; alitok-numerics.md §2.6) and predict code t from (class, c_0..c_{t-1}).
+the class; docs/papers/alitok-release.md §2.6) and predict code t from (class, c_0..c_{t-1}).
 
-CTF (ctf.md §1) reuses this file: its stage 1 is a generator whose vocabulary is the K coarse labels, and its
-stage 2 is the same transformer with `causal=False` that reads the class and a whole coarse map
+CTF (docs/papers/ctf.md §1) reuses this file: its stage 1 is a generator whose vocabulary is the K coarse labels,
+and its stage 2 is the same transformer with `causal=False` that reads the class and a whole coarse map
 (`input_vocab` = K rows) and predicts every fine label in one pass.
 
 Geometry (prefix count, grid, vocabulary) always comes from the tokenizer, never from constants here.
-Every forward detail follows alitok-numerics.md §2 so released weights load (alitok/generator/release.py).
+Every forward detail follows docs/papers/alitok-release.md §2 so released weights load (alitok/generator/release.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from einops import rearrange
 
 ARCHS = ("alitok", "llamagen")
 
-# (width, depth, heads) of the papers' named sizes [alitok.md §2.1; ctf.md §1 for LlamaGen GPT-B/L/XL].
+# (width, depth, heads) of the papers' named sizes [docs/papers/alitok.md §2.1; docs/papers/llamagen.md §2 for
+# LlamaGen GPT-B/L/XL].
 SIZES = {
     "alitok": {"B": (768, 24, 16), "L": (1024, 24, 16), "XL": (1280, 32, 16)},
     "llamagen": {"B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1280, 36, 20)},
@@ -144,7 +146,7 @@ def apply_rope(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    """Normalise in fp32, cast back, then scale: the release's order (alitok-numerics.md §2.4)."""
+    """Normalise in fp32, cast back, then scale: the release's order (docs/papers/alitok-release.md §2.4)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()

@@ -8,14 +8,14 @@ Stage 2 freezes encoder and codebook and trains a bidirectional decoder (with ex
 same codes, for better reconstructions at no cost to the AR model.
 
 Every forward detail (block layout, sequence orders, VQ distance, pixel shuffle) follows the released code as
-written down in docs alitok-numerics.md §1, so the released `AliTok.pth` loads into the stage-2 model
+written down in docs/papers/alitok-release.md §1, so the released `AliTok.pth` loads into the stage-2 model
 (alitok/tokenizer/release.py) and reproduces its outputs. Images are float RGB in [0, 1], no normalisation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-PREFIXES = ("grid_plus_one", "grid", "none")
+from alitok.geometry import PREFIXES, Geometry, of_tokenizer, prefix_count
+
 ATTENTIONS = ("causal", "bidirectional")
 
 
@@ -42,7 +43,7 @@ class TokenizerConfig:
     mlp_ratio: float
     prefix: str  # "grid_plus_one" (released: 17 at 16x16) | "grid" (v2/v3 paper: 16) | "none" (ablation)
     buffer_tokens: int  # stage-2 decoder only (released 32, v2/v3 paper 64)
-    # The ablation switches (alitok.md §3.5 row A, §1.7 probe); the defaults are the released tokenizer.
+    # The ablation switches (docs/papers/alitok.md §3.5 row A, §1.7 probe); the defaults are the released tokenizer.
     encoder_attention: str = "bidirectional"  # "causal": the probe that motivated the causal decoder
     stage1_decoder: str = "causal"  # "bidirectional": row A, the baseline without AliTok's alignment
 
@@ -85,15 +86,20 @@ class TokenizerConfig:
 
     @property
     def num_prefix(self) -> int:
-        return {"grid_plus_one": self.grid + 1, "grid": self.grid, "none": 0}[self.prefix]
+        return prefix_count(self.prefix, self.grid)
+
+    @property
+    def geometry(self) -> Geometry:
+        """What the generators and token manifests take from this tokenizer (alitok.geometry)."""
+        return of_tokenizer(asdict(self))
 
     @property
     def num_image_tokens(self) -> int:
-        return self.grid**2
+        return self.geometry.num_image_tokens
 
     @property
     def seq_len(self) -> int:
-        return self.num_prefix + self.num_image_tokens
+        return self.geometry.seq_len
 
 
 def prefix_target(images: torch.Tensor, cfg: TokenizerConfig) -> torch.Tensor:

@@ -47,3 +47,14 @@ def run(stage2_json, control_json, stage1_json, out) -> dict:
     ]
     atomic.write_text(out, "\n".join(lines))
     return v
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--stage1", type=Path, required=True, help="stage-1 metrics JSON")
+    parser.add_argument("--stage2", type=Path, required=True, help="stage-2 metrics JSON")
+    parser.add_argument("--control", type=Path, required=True, help="continued-stage-1 metrics JSON")
+    parser.add_argument("--out", type=Path, required=True, help="comparison (markdown)")
+
+
+def main(args, p: dict) -> None:
+    run(args.stage2, args.control, args.stage1, args.out)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import torch
 from einops import rearrange
 from PIL import Image
 from tqdm import tqdm
 
-from alitok import atomic
+from alitok import atomic, cliargs
 from alitok.data import manifest, transforms
 from alitok.metrics import recon as recon_metrics
 from alitok.models.tokenizer import Tokenizer
@@ -37,7 +38,7 @@ def held_out_images(val_csv, dataset_json, size: int) -> tuple[torch.Tensor, lis
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """The released sampler's conversion: truncation of 255·x, not rounding (alitok-numerics.md §3)."""
+    """The released sampler's conversion: truncation of 255·x, not rounding (docs/papers/alitok-release.md §3)."""
     return (x.clamp(0, 1) * 255).to(torch.uint8)
 
 
@@ -107,3 +108,15 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
         100 * metrics["codebook_used_fraction"],
     )
     return metrics
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer checkpoint")
+    cliargs.manifests(parser, "val")
+    parser.add_argument("--classifier", type=Path, required=True, help="domain classifier (rFID features)")
+    parser.add_argument("--out-metrics", type=Path, required=True)
+    parser.add_argument("--out-grid", type=Path, required=True)
+
+
+def main(args, p: dict) -> None:
+    run(args.tokenizer, args.val, args.dataset, args.classifier, args.out_metrics, args.out_grid)

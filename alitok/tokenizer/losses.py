@@ -1,7 +1,7 @@
 """Tokenizer training losses besides pixel MSE: perceptual (logits MSE, LPIPS) and the GAN pieces.
 
-Released AliTok [alitok.md §1.5]: ConvNeXt-S logits MSE at 224 px, LPIPS-VGG in the warm-up phases, a hinge GAN
-with an NLayer (PatchGAN) discriminator at an effective generator weight of 0.005. Nothing here downloads:
+Released AliTok [docs/papers/alitok.md §1.5]: ConvNeXt-S logits MSE at 224 px, LPIPS-VGG in the warm-up phases, a
+hinge GAN with an NLayer (PatchGAN) discriminator at an effective generator weight of 0.005. Nothing here downloads:
 every pretrained network is built with random weights and loaded from a local file the user places, and a missing
 file fails at construction with one sentence naming the params key. The smoke profile swaps both perceptual
 networks for a small CNN the pipeline trains itself ("domain"), because no ImageNet weights exist offline.
@@ -346,5 +346,5 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 
 
 def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-mean D(x_hat); the released effective weight is 0.1 x 0.05 = 0.005 [alitok.md §1.5]."""
+    """-mean D(x_hat); the released effective weight is 0.1 x 0.05 = 0.005 [docs/papers/alitok.md §1.5]."""
     return -fake_logits.mean()

@@ -3,12 +3,14 @@
 The mapping is an explicit name table, checked strictly both ways: every released tensor is used, every
 tensor of our model is filled, every shape agrees. A release of another geometry, a renamed or a truncated
 file is refused with one sentence naming the tensor, never half-loaded. Names and shapes:
-alitok-release-checkpoints.md; the forward computation that makes them mean the same: alitok-numerics.md §1.
+docs/papers/alitok-release.md §6; the forward computation that makes them mean the same:
+docs/papers/alitok-release.md §1.
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -26,22 +28,11 @@ class ReleaseError(ValueError):
 
 
 def release_config() -> TokenizerConfig:
-    """The released AliTok.pth geometry (alitok-numerics.md §1)."""
+    """The released AliTok.pth geometry (docs/papers/alitok-release.md §1)."""
     return TokenizerConfig(
-        image_size=256,
-        patch_size=16,
-        codebook_size=4096,
-        code_dim=32,
-        enc_width=768,
-        enc_depth=12,
-        enc_heads=12,
-        dec_width=1024,
-        dec_depth=24,
-        dec_heads=16,
-        mlp_ratio=4,
-        prefix="grid_plus_one",
-        buffer_tokens=32,
-    )
+        image_size=256, patch_size=16, codebook_size=4096, code_dim=32, prefix="grid_plus_one", buffer_tokens=32,
+        enc_width=768, enc_depth=12, enc_heads=12, dec_width=1024, dec_depth=24, dec_heads=16, mlp_ratio=4,
+    )  # fmt: skip
 
 
 # released name -> our name. Names ending in a 1x1-conv weight are marked "conv1x1": stored (out, in, 1, 1)
@@ -217,3 +208,13 @@ def load_tokenizer(path) -> Tokenizer:
     with torch.device("meta"):
         model = Tokenizer(TokenizerConfig(**ckpt["config"]), stage=ckpt["stage"])
     return assign_weights(model, ckpt["model"], path)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("source", type=Path, help="the released stage-2 tokenizer file (AliTok.pth)")
+    parser.add_argument("--out", type=Path, required=True, help="project tokenizer checkpoint to write")
+
+
+def main(args, p: dict) -> None:
+    info = import_release(args.source, args.out)
+    print(f"imported {args.source} -> {args.out}: {info}", file=sys.stderr)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic, plots
+from alitok import atomic, cliargs, plots, reads
 from alitok.config import section_hash
 from alitok.data import manifest
 from alitok.data.loader import TrainImages, train_loader
@@ -108,9 +108,9 @@ def run(
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = section_hash(
+    run_hash = section_hash(  # what it reads from params, and where it starts
         {
-            "tokenizer": tok,
+            **reads.train_tokenizer(p, stage, phases_from),
             "image_size": cfg.image_size,
             "stage": stage,
             "phases_from": phases_from,
@@ -143,32 +143,15 @@ def run(
     amp = Precision(d.device, tr["precision"])
     scaler = amp.scaler
 
-    step, ckpt_path, log_path = 0, work_dir / "last.pt", work_dir / "log.jsonl"
-    ck = checkpoint.load_progress(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path)
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        disc.load_state_dict(ck["disc"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        scaler.load_state_dict(ck["scaler"])
-        step = ck["step"]
-        if d.is_main:
-            log.info("resuming stage %d from %s at step %d/%d", stage, ckpt_path, step, total_steps)
+    ckpt_path, log_path = work_dir / "last.pt", work_dir / "log.jsonl"
+    states = {"model": model, "disc": disc, "opt_g": opt_g, "opt_d": opt_d, "scaler": scaler}
+    step = checkpoint.resume(ckpt_path, kind="tokenizer-train", params_hash=run_hash, log_path=log_path, **states)
 
     ddp_model = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
     ddp_disc = disc if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(disc)
     info = manifest.read_dataset_info(dataset_json)
     data = TrainImages(manifest.read_manifest(train_csv), info["root"], cfg.image_size, tr["seed"])
-    loader = train_loader(
-        data,
-        start_step=step,
-        total_steps=total_steps,
-        global_batch=tr["global_batch"],
-        seed=tr["seed"],
-        rank=d.rank,
-        world=d.world_size,
-        workers=tr["workers"],
-    )
+    loader = train_loader(data, tr, d, range(step, total_steps))
     weights = {
         "recon": tok["loss"]["recon_weight"],
         "aux": tok["loss"]["aux_weight"],
@@ -300,3 +283,24 @@ def run(
 def checkpoint_digest(path) -> str | None:
     """Identify an init checkpoint by content, so a changed stage-1 result invalidates stage-2 progress."""
     return None if path is None else atomic.sha256_file(path)[:16]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--stage", type=int, choices=[1, 2], required=True)
+    cliargs.manifests(parser, "train")
+    parser.add_argument("--init", type=Path, help="tokenizer checkpoint to start from (stage 2: the stage-1 result)")
+    parser.add_argument("--perceptual-net", type=Path, default=None, help="smoke perceptual network (model.pt)")
+    parser.add_argument(
+        "--phases-from",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="take the phase table of this stage (2 with --stage 1: the continued-stage-1 control)",
+    )
+    cliargs.training_outputs(parser)
+
+
+def main(args, p: dict) -> None:
+    names = ("stage", "work_dir", "out", "log_out", "init", "perceptual_net", "phases_from", "curve_out")
+    summary = run(p, **cliargs.passed(args, *names, train_csv="train", dataset_json="dataset"))
+    log.info("tokenizer stage %d trained: %s", args.stage, summary)

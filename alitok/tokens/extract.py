@@ -1,7 +1,7 @@
 """Token extraction: encode a split with the final tokenizer into uint16 shards (alitok/tokens/store.py).
 
 Train images go through the released `--ten_crop` geometry (ADM centre crop to int(1.1·S), then the ten
-crops in torchvision order; alitok-numerics.md §4) when `tokens.ten_crop` is on, else the ADM centre crop
+crops in torchvision order; docs/papers/alitok-release.md §4) when `tokens.ten_crop` is on, else the ADM centre crop
 alone; held-out images always get the single centre crop. Encoding is fp32 without autocast, as released.
 
 Each finished shard is kept in a work directory outside the rule's outputs, so a killed extraction resumes
@@ -123,10 +123,7 @@ def run(
 
     summary = {
         "format": FORMAT,
-        "seq_len": cfg.seq_len,
-        "num_prefix": cfg.num_prefix,
-        "grid": cfg.grid,
-        "vocab_size": cfg.codebook_size,
+        **cfg.geometry.tokens(),  # seq_len, num_prefix, grid, vocab_size: what the generators read back
         "crops": crops,
         "num_classes": len(info["classes"]),
         "images": len(records),
@@ -146,3 +143,34 @@ def run(
             f.unlink()
     distributed.teardown()
     return summary
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--tokenizer", type=Path, required=True, help="final tokenizer checkpoint")
+    parser.add_argument(
+        "--split", choices=["train", "val"], required=True, help="train gets ten crops if tokens.ten_crop"
+    )
+    parser.add_argument("--manifest", type=Path, required=True, help="the split's manifest (CSV)")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset.json from prepare-data")
+    parser.add_argument("--work-dir", type=Path, required=True, help="finished shards so far (resume from here)")
+    parser.add_argument("--out-dir", type=Path, required=True, help="manifest.json and shards")
+
+
+def main(args, p: dict) -> None:
+    t = p["tokens"]
+    summary = run(
+        tokenizer_path=args.tokenizer,
+        split_csv=args.manifest,
+        dataset_json=args.dataset,
+        out_dir=args.out_dir,
+        work_dir=args.work_dir,
+        ten_crop=t["ten_crop"] and args.split == "train",
+        crop_scale=t["crop_scale"],
+        shard_images=t["shard_images"],
+        batch=t["batch"],
+        workers=t["workers"],
+    )
+    log.info(
+        "%s tokens: %d images x %d crops x %d codes in %d shards -> %s",
+        args.split, summary["images"], summary["crops"], summary["seq_len"], len(summary["shards"]), args.out_dir,
+    )  # fmt: skip

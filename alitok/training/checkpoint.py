@@ -7,6 +7,7 @@ it was trained with; a checkpoint from other params is refused instead of silent
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import random
 import zipfile
@@ -17,6 +18,8 @@ import torch
 import torch.distributed as dist
 
 from alitok import atomic
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -73,6 +76,19 @@ def load_progress(path: str | Path, *, kind: str, params_hash: str, log_path: Pa
     if rank == 0:
         truncate_log(log_path, ckpt["step"] if ckpt else 0)
     return ckpt
+
+
+def resume(path: str | Path, *, kind: str, params_hash: str, log_path: Path, **states) -> int:
+    """`load_progress`, then each of `states` (a model, an optimiser, a scaler: what `save_progress` stored under
+    that name) restored; the step to resume from, 0 for a fresh start."""
+    ckpt = load_progress(path, kind=kind, params_hash=params_hash, log_path=log_path)
+    if ckpt is None:
+        return 0
+    for name, obj in states.items():
+        obj.load_state_dict(ckpt[name])
+    if not (dist.is_available() and dist.is_initialized() and dist.get_rank()):
+        log.info("resuming %s from %s at step %d", kind, path, ckpt["step"])
+    return ckpt["step"]
 
 
 def save(path: str | Path, payload: dict) -> None:

@@ -1,19 +1,16 @@
 # The domain classifier: trained right after data prep, used later only by evaluation (FID/IS features
-# and class-consistency of samples), never as a training loss.
+# and class-consistency of samples), never as a training loss. The smoke perceptual net is the same trainer on
+# its own params section.
 
 
 rule train_classifier:
     input:
-        train=f"{OUT}/data/train.csv",
-        val=f"{OUT}/data/val.csv",
-        info=f"{OUT}/data/dataset.json",
+        **data_files("train", "val", "info"),
     output:
-        model=f"{OUT}/classifier/model.pt",
-        metrics=f"{OUT}/classifier/metrics.json",
-        curve=f"{OUT}/classifier/curve.png",
-        confusion=f"{OUT}/classifier/confusion.png",
+        **classifier_files(f"{OUT}/classifier"),
     params:
-        classifier=P.get("classifier"),
+        **command("train-classifier", section="classifier"),
+        section="",  # the default, --section classifier
         out_dir=f"{OUT}/classifier",
     threads: torch_threads("train_classifier")
     resources:
@@ -23,5 +20,22 @@ rule train_classifier:
     benchmark:
         f"{OUT}/benchmarks/train_classifier.tsv"
     shell:
-        "alitok train-classifier {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --train {input.train} --val {input.val} --dataset {input.info}"
-        " --out-dir {params.out_dir} --log {log}"
+        CALL + " {params.section} --train {input.train} --val {input.val} --dataset {input.info}"
+        " --out-dir {params.out_dir}"
+
+
+use rule train_classifier as train_perceptual_net with:
+    output:
+        **classifier_files(f"{OUT}/perceptual_net"),
+    params:
+        **command("train-classifier", section="perceptual_net"),
+        section="--section perceptual_net",
+        out_dir=f"{OUT}/perceptual_net",
+    threads: torch_threads("train_perceptual_net")
+    priority: 10  # the critical path: first when cores free up
+    resources:
+        **job_resources("train_perceptual_net"),
+    log:
+        f"{LOGS}/train_perceptual_net.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_perceptual_net.tsv"

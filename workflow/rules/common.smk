@@ -1,8 +1,91 @@
+import functools
 import os
 
 from snakemake.exceptions import WorkflowError
 
-# Helpers shared by the rule files: which inputs exist depends on the params profile.
+from alitok import reads
+from alitok.evaluation.summary import curve_names
+from alitok.generator.runs import generator_runs as runs_of, parse_run
+
+# Helpers of the rule files (which call only these, never each other's): which inputs exist depends on the profile.
+
+# A rule's shell command starts with this: `params.alitok` (from `command`) is the launcher, the subcommand, its
+# params profile and the tags of the job's MLflow child run; then the job's log. The rule adds its own paths.
+CALL = "{params.alitok} --mlflow-rule {rule} --log {log}"
+
+# Rules the ablations reuse write under {OUT}/{u}: `u` is empty for the profile's own runs and
+# "ablation/seed<N>/<unit>/" for an ablation unit, whose files keep the same layout below it.
+U = f"{OUT}/{{u}}"
+CTF = f"{OUT}/ctf"
+
+wildcard_constraints:
+    u=r"(ablation/seed\d+/[^/]+/)?",
+
+
+def data_files(*names):
+    """The data stage's outputs a rule reads: `train`, `val` (manifests), `info` (dataset.json)."""
+    files = {"train": f"{OUT}/data/train.csv", "val": f"{OUT}/data/val.csv", "info": f"{OUT}/data/dataset.json"}
+    return {name: files[name] for name in names}
+
+
+def trained(stem):
+    """A trainer's checkpoint, per-step log and curves: <stem>.pt, <stem>_log.jsonl, <stem>_curve.png; a folder
+    (a stem ending in /) holds them as model.pt, log.jsonl, curve.png."""
+    sep = "" if stem.endswith("/") else "_"
+    return {"ckpt": f"{stem}{'model' if not sep else ''}.pt", "log": f"{stem}{sep}log.jsonl",
+            "curve": f"{stem}{sep}curve.png"}
+
+
+def classifier_files(folder):
+    """What the classifier trainer writes into `folder`."""
+    return {name: f"{folder}/{name}.{ext}" for name, ext in
+            (("model", "pt"), ("metrics", "json"), ("curve", "png"), ("confusion", "png"))}
+
+
+def unit_prefix(unit, seed):
+    return f"ablation/seed{seed}/{unit}/"
+
+
+def unit_file(unit, seed, path):
+    return f"{OUT}/{unit_prefix(unit, seed)}{path}"
+
+
+def unit_of(wildcards):
+    """(unit, seed) of an ablation job, None for the profile's own."""
+    u = getattr(wildcards, "u", "")
+    if not u:
+        return None
+    _, seed, unit = u.strip("/").split("/")
+    return unit, int(seed.removeprefix("seed"))
+
+
+@functools.cache
+def unit_params(unit, seed):
+    """The params of one ablation unit at a seed (alitok.ablations.units.derive)."""
+    return ablation_units.load(config, f"{PROFILE}/{unit}/seed{seed}", schema=SCHEMA)
+
+
+def command(name, *, ddp=False, **options):
+    """A rule's `params:` for `alitok <name>`: `alitok`, its call (torchrun with one process per GPU of the job when
+    `ddp`) under the job's profile (an ablation unit's, from `u`) with its MLflow tags, and `reads`, what it reads
+    from params (alitok.reads: the rerun trigger, and what MLflow logs). `options` (values or functions of the
+    wildcards) are the declaration's, as in alitok.reads."""
+
+    def call(wildcards, resources):
+        unit = unit_of(wildcards)
+        profile = PROFILE if unit is None else "{}/{}/seed{}".format(PROFILE, *unit)
+        launch = f"torchrun --standalone --nproc-per-node {resources.gpu} -m alitok" if ddp and resources.gpu > 1 else "alitok"
+        tags = ",".join(f"{k}={v}" for k, v in wildcards.items() if k != "u")
+        return f"{launch} {name} --params params.yaml --profile {profile} --mlflow-wildcards '{tags}'"
+
+    def read(wildcards):
+        unit = unit_of(wildcards)
+        p = P if unit is None else unit_params(*unit)
+        given = {k: v(wildcards) if callable(v) else v for k, v in options.items()}
+        return reads.COMMANDS.get(name, reads.nothing)(p, **given)
+
+    return {"alitok": call, "reads": read}
+
 
 def _resources(rule):
     return P["resources"].get(rule, P["resources"]["default"])
@@ -14,7 +97,8 @@ def job_resources(rule):
 
 
 def torch_threads(rule):
-    """A torch job's threads: its params `core_share` of --cores, at least one.
+    """A torch job's threads: its params `core_share` of --cores, at least one; one for an ablation unit's jobs,
+    which are many and small, so two run side by side on a 2-core machine.
 
     Snakemake sets OMP_NUM_THREADS to a job's `threads` (1 when a rule declares none), and torch obeys it.
     At share 1 a job takes every core and jobs run one after another; at 0.5 two run side by side, which on a
@@ -23,14 +107,8 @@ def torch_threads(rule):
     profile's numbers are reproducible for a given --cores and share, not across them. On a cluster the executor
     turns the count into the job's CPU request.
     """
-    return max(1, round(workflow.cores * _resources(rule).get("core_share", 1.0)))
-
-
-def alitok_launcher(wildcards, resources):
-    """`alitok`, or torchrun with one process per GPU the job was given: DDP is detected from its variables."""
-    if resources.gpu > 1:
-        return f"torchrun --standalone --nproc-per-node {resources.gpu} -m alitok"
-    return "alitok"
+    share = max(1, round(workflow.cores * _resources(rule).get("core_share", 1.0)))
+    return lambda wildcards: 1 if unit_of(wildcards) else share
 
 
 def dataset_root():
@@ -57,6 +135,116 @@ def local_file(path, key, what):
 def uses_classifier():
     # The domain classifier exists for the embedded data only; ImageNet evaluation uses Inception.
     return P["data"]["source"] == "embedded"
+
+
+def uses_ctf():
+    return bool(P.get("ctf", {}).get("run")) and "release" not in P
+
+
+def perceptual_net_input(wildcards):
+    tok = P["tokenizer"]["perceptual"]
+    uses_domain = "domain" in (tok["logits_net"], tok["lpips_net"])
+    return {"perceptual": f"{OUT}/perceptual_net/model.pt"} if uses_domain else {}
+
+
+def perceptual_net_arg(wildcards, input):
+    return f"--perceptual-net {input.perceptual}" if "perceptual" in input.keys() else ""
+
+
+def tokens_dir(split):
+    """The tokens a job reads: the profile's, or those of the ablation row whose tokenizer its unit uses."""
+
+    def path(wildcards):
+        unit = unit_of(wildcards)
+        owner = "" if unit is None else unit_prefix(ablation_units.tokenizer_unit(P, unit[0]), unit[1])
+        return f"{OUT}/{owner}tokens/{split}"
+
+    return path
+
+
+def tokens_tokenizer(wildcards):
+    """Tokens come from the final tokenizer; an ablation row's from its stage 1 (stage 2 freezes the encoder)."""
+    return f"{OUT}/{wildcards.u}tokenizer/{'stage1' if wildcards.u else 'stage2'}.pt"
+
+
+def ablation_decoder(unit, seed):
+    """The tokenizer checkpoint that decodes an ablation unit's codes: its row's, at the row's decoder stage."""
+    row = unit if unit in ablation_units.rows(P) else P["ablations"]["ctf"]["tokens_of"]
+    stage = ablation_units.decoder_stage(P, row)
+    return f"{OUT}/{unit_prefix(ablation_units.tokenizer_of(P, row), seed)}tokenizer/stage{stage}.pt"
+
+
+def clustered_tokenizer(wildcards):
+    unit = unit_of(wildcards)
+    return f"{OUT}/tokenizer/stage2.pt" if unit is None else ablation_decoder(*unit)
+
+
+def coarse_map(wildcards):
+    """CTF's map: the profile's, or that of the point that owns an ablation unit's cluster count."""
+    unit = unit_of(wildcards)
+    if unit is None:
+        return f"{OUT}/ctf/coarse_map.json"
+    owner = ablation_units.ctf_owner(P, ablation_units.points(P)[unit[0]]["clusters"])
+    return f"{OUT}/{unit_prefix(owner, unit[1])}ctf/coarse_map.json"
+
+
+def generator_runs():
+    return runs_of(P)
+
+
+def run_scale(wildcards):
+    return parse_run(wildcards.run)[1]
+
+
+def run_control(wildcards):
+    return parse_run(wildcards.run)[2]
+
+
+def run_control_arg(wildcards):
+    control = run_control(wildcards)
+    return f"--control {control}" if control else ""
+
+
+def is_ctf_run(wildcards):
+    return parse_run(wildcards.run)[0] == "ctf"
+
+
+def ctf_inputs(wildcards):
+    """A run's CTF files: the coarse map for stage 1, and stage 2 too for sampling and timing."""
+    if not is_ctf_run(wildcards):
+        return {}
+    return {"coarse_map": f"{OUT}/ctf/coarse_map.json", "stage2": f"{OUT}/ctf/stage2/model.pt"}
+
+
+def ctf_args(wildcards, input):
+    return f"--ctf-stage2 {input.stage2} --coarse-map {input.coarse_map}" if "stage2" in input.keys() else ""
+
+
+def extractor_weights():
+    # the embedded data's extractor is the pipeline's own classifier; Inception weights come from a local file
+    if P["evaluation"]["extractor"] == "domain_classifier":
+        return f"{OUT}/classifier/model.pt"
+    return local_file(P["evaluation"]["extractor_weights"], "evaluation.extractor_weights",
+                      "torch-fidelity's Inception-v3 weights (weights-inception-2015-12-05-6726825d.pth)")
+
+
+def report_file(path):
+    return report(path, category="results")
+
+
+def reported_tokenizer_stages():
+    """The tokenizer stages the report covers (embedded data only: their metrics use the domain classifier)."""
+    if not uses_classifier():
+        return []
+    continued = ["stage1_continued"] if P["tokenizer"]["training"]["compare_stage1_continued"] else []
+    return ["stage1", *continued, "stage2"]
+
+
+def report_curves():
+    if "release" in P:  # imported weights come without training logs
+        return []
+    names = curve_names(generator_runs(), reported_tokenizer_stages(), ["ctf_stage2"] if uses_ctf() else [])
+    return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 
 def final_targets():

@@ -8,7 +8,7 @@ if P["data"]["source"] == "embedded":
         output:
             directory(f"{OUT}/data/images"),
         params:
-            data=P["data"],
+            **command("make-dataset"),
         resources:
             **job_resources("make_dataset"),
         log:
@@ -16,20 +16,18 @@ if P["data"]["source"] == "embedded":
         benchmark:
             f"{OUT}/benchmarks/make_dataset.tsv"
         shell:
-            "alitok make-dataset {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --out {output} --log {log}"
+            CALL + " --out {output}"
 
 
 rule prepare_data:
     input:
         root=dataset_root(),
     output:
-        train=f"{OUT}/data/train.csv",
-        val=f"{OUT}/data/val.csv",
-        info=f"{OUT}/data/dataset.json",
+        **data_files("train", "val", "info"),
         report=f"{OUT}/data/report.json",
         preview=f"{OUT}/data/preview.png",
     params:
-        data=P["data"],
+        **command("prepare-data"),
         out_dir=f"{OUT}/data",
     threads: P["data"]["workers"]
     resources:
@@ -39,4 +37,4 @@ rule prepare_data:
     benchmark:
         f"{OUT}/benchmarks/prepare_data.tsv"
     shell:
-        "alitok prepare-data {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --root {input.root} --out-dir {params.out_dir} --log {log}"
+        CALL + " --root {input.root} --out-dir {params.out_dir}"

@@ -3,22 +3,11 @@
 # classifier's accuracy, the ceiling). Reference statistics are cached in evaluation/cache/, keyed by the
 # reference's content and the extractor weights' hash.
 
-from alitok.evaluation.report import FIGURES as REPORT_FIGURES
-from alitok.evaluation.summary import curve_names
+import json
+
+from alitok.evaluation.report import FIGURES as REPORT_FIGURES, files as manifest_files
 
 EVAL = P["evaluation"]
-
-
-def report_file(path):
-    return report(path, category="results")
-
-
-def extractor_weights():
-    # the embedded data's extractor is the pipeline's own classifier; Inception weights come from a local file
-    if EVAL["extractor"] == "domain_classifier":
-        return f"{OUT}/classifier/model.pt"
-    return local_file(EVAL["extractor_weights"], "evaluation.extractor_weights",
-                      "torch-fidelity's Inception-v3 weights (weights-inception-2015-12-05-6726825d.pth)")
 
 
 def reference_inputs(wildcards=None):
@@ -34,7 +23,7 @@ def dataset_info(wildcards):
     return {"info": f"{OUT}/data/dataset.json"} if uses_classifier() or EVAL["reference"]["kind"] == "split" else {}
 
 
-def reference_arg(input):
+def reference_arg(wildcards, input):
     return f"--reference-manifest {input.reference}" if EVAL["reference"]["kind"] == "split" else ""
 
 
@@ -50,12 +39,12 @@ rule evaluate_generator:
     output:
         f"{OUT}/evaluation/{{run}}.json",
     params:
-        evaluation=EVAL,
-        scale=run_scale,
-        control=run_control_arg,
-        reference=lambda wildcards, input: reference_arg(input),
+        **command("evaluate"),
+        what=lambda wildcards, input: f"--samples {input.samples} --scale {run_scale(wildcards)} "
+        f"{run_control_arg(wildcards)} --generator {input.generator} --tokenizer {input.tokenizer}",
+        ctf=ctf_args,
         dataset=lambda wildcards, input: f"--dataset {input.info}" if "info" in input.keys() else "",
-        ctf=lambda wildcards, input: ctf_args(input),
+        reference=reference_arg,
         cache=f"{OUT}/evaluation/cache",
     threads: torch_threads("evaluate_generator")
     resources:
@@ -65,13 +54,12 @@ rule evaluate_generator:
     benchmark:
         f"{OUT}/benchmarks/evaluate_generator_{{run}}.tsv"
     shell:
-        "alitok evaluate {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --samples {input.samples} --scale {params.scale} {params.control}"
-        " --generator {input.generator} --tokenizer {input.tokenizer} {params.ctf} --extractor-weights {input.weights}"
-        " {params.dataset} {params.reference} --cache-dir {params.cache} --out {output} --log {log}"
+        CALL + " {params.what} {params.ctf} --extractor-weights {input.weights} {params.dataset} {params.reference}"
+        " --cache-dir {params.cache} --out {output}"
 
 
-rule evaluate_real:
-    """Real held-out images through the same evaluation: the FID floor and the class-consistency ceiling."""
+# Real held-out images through the same evaluation: the FID floor and the class-consistency ceiling.
+use rule evaluate_generator as evaluate_real with:
     input:
         unpack(reference_inputs),
         split=f"{OUT}/data/val.csv",
@@ -80,77 +68,55 @@ rule evaluate_real:
     output:
         f"{OUT}/evaluation/real_val.json",
     params:
-        evaluation=EVAL,
-        reference=lambda wildcards, input: reference_arg(input),
-        cache=f"{OUT}/evaluation/cache",
+        what=lambda wildcards, input: f"--real-split {input.split}",
+        ctf="",
     threads: torch_threads("evaluate_real")
     resources:
         **job_resources("evaluate_real"),
     log:
         f"{LOGS}/evaluate_real.log",
-    shell:
-        "alitok evaluate {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --real-split {input.split} --extractor-weights {input.weights}"
-        " --dataset {input.info} {params.reference} --cache-dir {params.cache} --out {output} --log {log}"
+    benchmark:
+        f"{OUT}/benchmarks/evaluate_real.tsv"
+
+
+def report_manifest(wildcards=None):
+    """The report's input files by role (alitok/evaluation/report_data.py): one entry per generator run, the
+    tokenizer stages, CTF's files. A new input goes here and in report_data.collect, nowhere else."""
+    runs = {r: {"evaluation": f"{OUT}/evaluation/{r}.json", "generator": f"{OUT}/generator/{r}/model.pt"}
+            | ({} if "release" in P else {"log": f"{OUT}/generator/{r}/log.jsonl"})  # imported weights: no logs
+            for r in generator_runs()}
+    manifest = {"runs": runs, "paper": "results/paper/published.csv"}
+    if uses_classifier():  # the floor and ceiling of the embedded data's numbers, and the tokenizer's
+        manifest |= {"real": f"{OUT}/evaluation/real_val.json", "classifier": f"{OUT}/classifier/metrics.json"}
+        if P["tokenizer"]["training"]["compare_stage1_continued"]:
+            manifest["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
+        manifest["tokenizer"] = {v: {"metrics": f"{OUT}/tokenizer/{v}_metrics.json",
+                                     "log": f"{OUT}/tokenizer/{v}_log.jsonl"} for v in reported_tokenizer_stages()}
+    if uses_ctf():
+        manifest["ctf"] = {"map": f"{CTF}/coarse_map.json", "stage2": f"{CTF}/stage2/model.pt",
+                           "stage2_log": f"{CTF}/stage2/log.jsonl"}
+        if uses_classifier():
+            manifest["ctf"]["redundancy"] = f"{CTF}/redundancy.json"
+    return manifest
 
 
 def report_inputs(wildcards):
-    runs = generator_runs()
-    inputs = {"evaluations": [f"{OUT}/evaluation/{r}.json" for r in runs],
-              "logs": [] if "release" in P else [f"{OUT}/generator/{r}/log.jsonl" for r in runs],
-              "generators": [f"{OUT}/generator/{r}/model.pt" for r in runs],
-              "paper": "results/paper/published.csv"}
-    if uses_classifier():  # the floor and ceiling of the embedded data's numbers
-        inputs["real"] = f"{OUT}/evaluation/real_val.json"
-    if uses_classifier():
-        inputs["classifier"] = f"{OUT}/classifier/metrics.json"
-        if P["tokenizer"]["training"]["compare_stage1_continued"]:
-            inputs["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
-        inputs["tokenizer"] = [f"{OUT}/tokenizer/{v}_metrics.json" for v in reported_tokenizer_stages()]
-        inputs["tokenizer_logs"] = [f"{OUT}/tokenizer/{v}_log.jsonl" for v in reported_tokenizer_stages()]
-    if uses_ctf():
-        inputs |= {"ctf_map": f"{CTF}/coarse_map.json", "ctf_stage2": f"{CTF}/stage2/model.pt",
-                   "ctf_stage2_log": f"{CTF}/stage2/log.jsonl"}
-        if uses_classifier():
-            inputs["ctf_redundancy"] = f"{CTF}/redundancy.json"
-    return inputs
-
-
-def reported_tokenizer_stages():
-    """The tokenizer stages the report covers (embedded data only: their metrics use the domain classifier)."""
-    if not uses_classifier():
-        return []
-    continued = ["stage1_continued"] if P["tokenizer"]["training"]["compare_stage1_continued"] else []
-    return ["stage1", *continued, "stage2"]
-
-
-def report_curves():
-    if "release" in P:  # imported weights come without training logs
-        return []
-    names = curve_names(generator_runs(), reported_tokenizer_stages(), ["ctf_stage2"] if uses_ctf() else [])
-    return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
-
-
-def report_args(input):
-    keys = ("classifier", "comparison", "real", "ctf_map", "ctf_stage2", "ctf_stage2_log", "ctf_redundancy")
-    args = [f"--{k.replace('_', '-')} {input[k]}" for k in keys if k in input.keys()]
-    if "tokenizer" in input.keys():
-        args.append("--tokenizer-metrics " + " ".join(input.tokenizer))
-        args.append("--tokenizer-logs " + " ".join(input.tokenizer_logs))
-    return " ".join(args)
+    """Every file of the manifest: what the report waits for."""
+    return manifest_files(report_manifest(wildcards))
 
 
 rule write_report:
     """Our numbers with their context, beside the papers'; `snakemake --report` embeds the same figures."""
     input:
-        unpack(report_inputs),
+        report_inputs,
     output:
         report=f"{OUT}/report.md",
         figures=[report_file(f"{OUT}/figures/{f}") for f in REPORT_FIGURES],
         metrics=f"{OUT}/metrics.json",  # what `dvc metrics` and `dvc exp show` compare
         curves=report_curves(),  # what `dvc plots` draws
     params:
-        optional=lambda wildcards, input: report_args(input),
-        logs=lambda wildcards, input: f"--generator-logs {' '.join(input.logs)}" if input.logs else "",
+        **command("report"),
+        manifest=lambda wildcards: json.dumps(report_manifest(wildcards)),  # the inputs by role, one argument
         figure_dir=f"{OUT}/figures",
         curves_dir=f"{OUT}/curves",
     resources:
@@ -158,7 +124,5 @@ rule write_report:
     log:
         f"{LOGS}/report.log",
     shell:
-        "alitok report {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --evaluations {input.evaluations} --paper {input.paper}"
-        " {params.logs} --generators {input.generators} {params.optional}"
-        " --out {output.report} --figure-dir {params.figure_dir} --metrics-out {output.metrics} --curves-dir {params.curves_dir}"
-        " --log {log}"
+        CALL + " --manifest {params.manifest:q} --out {output.report} --figure-dir {params.figure_dir}"
+        " --metrics-out {output.metrics} --curves-dir {params.curves_dir}"

@@ -10,13 +10,15 @@ if "release" in P:
             local_file(REL["tokenizer"], "release.tokenizer", "the released stage-2 tokenizer AliTok.pth"),
         output:
             f"{OUT}/tokenizer/stage2.pt",
+        params:
+            **command("import-tokenizer"),
         threads: torch_threads("import_tokenizer")
         resources:
             **job_resources("import_tokenizer"),
         log:
             f"{LOGS}/import_tokenizer.log",
         shell:
-            "alitok import-tokenizer {input} --out {output} {PARAMS} --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --log {log}"
+            CALL + " {input} --out {output}"
 
     rule import_generator:
         input:
@@ -27,6 +29,7 @@ if "release" in P:
         wildcard_constraints:
             run="|".join(REL["generators"]),
         params:
+            **command("import-generator"),
             size=lambda wildcards: P["generator"]["scales"][wildcards.run].get("size", ""),
         threads: torch_threads("import_generator")
         resources:
@@ -34,5 +37,4 @@ if "release" in P:
         log:
             f"{LOGS}/import_generator_{{run}}.log",
         shell:
-            "alitok import-generator {input} --size {params.size} --out {output} {PARAMS}"
-            " --mlflow-rule {rule} --mlflow-wildcards '{wildcards}' --log {log}"
+            CALL + " {input} --out {output} --size {params.size}"

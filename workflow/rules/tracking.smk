@@ -3,7 +3,7 @@
 
 
 def _tracking(action):
-    if workflow.touch:  # `--touch` (after `dvc pull`, docs/sharing.md) trains nothing: no run to record
+    if workflow.touch:  # `--touch` (alitok pull, docs/sharing.md) trains nothing: no run to record
         return
     try:
         from alitok import tracking
@@ -14,6 +14,8 @@ def _tracking(action):
 
 
 onstart:
+    if UNADOPTED:  # pulled results not yet marked as computed (Snakefile): never recompute them silently
+        raise WorkflowError(f"not recomputing pulled results: {UNADOPTED}; to recompute, remove results/{PROFILE}")
     from alitok import runlock
 
     runlock.acquire(sys.argv)  # one invocation per working directory; refused before any job
