@@ -37,8 +37,8 @@ COMMANDS = {  # name: (module with add_arguments and main, help)
     "report": ("alitok.evaluation.report", "report.md and figures: our metrics with their context, beside the papers'"),
     "pull": ("alitok.sharing", "dvc pull, verify every file against dvc.lock, mark the results up to date"),
     "compare": ("alitok.tracking", "our gFID runs from MLflow beside the papers' published rows"),
-    "import-tokenizer": ("alitok.tokenizer.release", "convert the released AliTok.pth into this project's format"),
-    "import-generator": ("alitok.generator.release", "convert a released alitok_{b,l,xl}.bin into this format"),
+    "import-tokenizer": ("alitok.tokenizer.release", "convert a released AliTok or LlamaGen tokenizer to this format"),
+    "import-generator": ("alitok.generator.release", "convert a released AliTok or LlamaGen generator to this format"),
     "ablation-score": ("alitok.ablations.score", "sample and evaluate ablation units that share their trained models"),
     "ablation-report": ("alitok.ablations.report", "the ablation tables with seeds and verdicts, figures, claims"),
 }

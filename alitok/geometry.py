@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PREFIXES = ("grid_plus_one", "grid", "none")
+FAMILIES = ("alitok", "vq16")  # AliTok's 1-D tokenizer; LlamaGen's VQ-16 CNN tokenizer (docs/tokenizers.md)
 RELEASE_CLASSES = 1000  # the released generators' ImageNet classes
 
 
@@ -31,7 +32,9 @@ class Geometry:
     code_dim: int
     grid: int  # codes per side of the image grid
     num_prefix: int  # prefix codes before the grid's, in sequence order
-    # The tokenizer's image values. AliTok's: [0, 1]; a tokenizer family working in [-1, 1] says so here.
+    image_size: int  # pixels per side of the images it encodes and decodes
+    # The values its networks take and give. AliTok's: [0, 1]; VQ-16's: [-1, 1]. The interface (encode_codes,
+    # decode_codes) speaks [0, 1] whatever the family: the conversion is the tokenizer's own.
     pixel_range: tuple[float, float] = (0.0, 1.0)
 
     @property
@@ -61,20 +64,31 @@ class Geometry:
         }
 
 
-def of_tokenizer(cfg: Mapping) -> Geometry:
-    """From a tokenizer config's image_size, patch_size, codebook_size, code_dim and prefix (other keys ignored)."""
-    grid = cfg["image_size"] // cfg["patch_size"]
-    return Geometry(
-        codebook_size=cfg["codebook_size"],
-        code_dim=cfg["code_dim"],
-        grid=grid,
-        num_prefix=prefix_count(cfg["prefix"], grid),
-    )
+def of_tokenizer(cfg: Mapping, family: str = "alitok") -> Geometry:
+    """From a tokenizer config (other keys ignored). AliTok: image_size, patch_size, codebook_size, code_dim,
+    prefix. VQ-16: image_size, codebook_size, code_dim and ch_mult, whose length sets the down-sampling (a factor 2
+    between levels: 16 with LlamaGen's five levels); no prefix, images in [-1, 1]."""
+    if family not in FAMILIES:
+        raise ValueError(f"tokenizer family must be one of {FAMILIES}, got {family!r}")
+    size, common = cfg["image_size"], {"codebook_size": cfg["codebook_size"], "code_dim": cfg["code_dim"]}
+    if family == "vq16":
+        grid = size // 2 ** (len(cfg["ch_mult"]) - 1)
+        return Geometry(**common, grid=grid, num_prefix=0, image_size=size, pixel_range=(-1.0, 1.0))
+    grid = size // cfg["patch_size"]
+    return Geometry(**common, grid=grid, num_prefix=prefix_count(cfg["prefix"], grid), image_size=size)
+
+
+def family(p: dict) -> str:
+    """The tokenizer family of a params profile: `tokenizer.family`, AliTok's by default."""
+    return p["tokenizer"].get("family", "alitok")
 
 
 def from_params(p: dict) -> Geometry:
-    """The geometry of the tokenizer a (validated) params profile trains."""
-    return of_tokenizer({"image_size": p["data"]["image_size"], **p["tokenizer"]["model"]})
+    """The geometry of the tokenizer a (validated) params profile trains or imports: `tokenizer.model` for
+    AliTok's, `tokenizer.vq16` for VQ-16's."""
+    fam = family(p)
+    section = p["tokenizer"]["model" if fam == "alitok" else fam]
+    return of_tokenizer({"image_size": p["data"]["image_size"], **section}, fam)
 
 
 def generator_of_tokens(info: Mapping, num_classes: int) -> dict:

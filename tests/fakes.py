@@ -124,6 +124,17 @@ def make_fake_imagenet(
     return FakeImageNet(root, classes, labels, meta, val_wnid)
 
 
+def refusal(call) -> str:
+    """The one-sentence ReleaseError `call()` raises (a test then compares it with the expected message)."""
+    from alitok.tokenizer.release import ReleaseError
+
+    try:
+        call()
+    except ReleaseError as e:
+        return str(e)
+    raise AssertionError("no ReleaseError raised")
+
+
 def tiny_tokenizer_config(
     image_size: int = 32, patch_size: int = 8, *, width: int = 32, depth: int = 2, heads: int = 2, **overrides
 ):

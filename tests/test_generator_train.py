@@ -66,19 +66,19 @@ def test_batch_split():
         batch_split(16, 3, 8)
 
 
-def test_no_weight_decay_on_norms_biases_and_tables():
+@pytest.mark.parametrize("decay_embeddings", [False, True])
+def test_weight_decay_groups(decay_embeddings):
+    """Norms never decay; the token and class tables decay only as LlamaGen's recipe says (AliTok's: never)."""
     model = Generator(
         GeneratorConfig(arch="llamagen", width=16, depth=1, heads=2, vocab_size=8, num_classes=3, num_prefix=0, grid=2)
     )
-    decay, rest = optimizer(model, {"weight_decay": 0.03, "betas": [0.9, 0.96]}).param_groups
+    opt = {"weight_decay": 0.03, "betas": [0.9, 0.96], "decay_embeddings": decay_embeddings}
+    decay, rest = optimizer(model, opt).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
-    assert {names[id(p)] for p in rest["params"]} == {
-        "embeddings.weight",
-        "class_embeddings.weight",
-        "blocks.0.norm1.weight",
-        "blocks.0.norm2.weight",
-        "norm.weight",
-    }
+    tables = {"embeddings.weight", "class_embeddings.weight"}
+    norms = {"blocks.0.norm1.weight", "blocks.0.norm2.weight", "norm.weight"}
+    assert {names[id(p)] for p in rest["params"]} == norms | (set() if decay_embeddings else tables)
+    assert (tables <= {names[id(p)] for p in decay["params"]}) == decay_embeddings
     assert decay["weight_decay"] == 0.03 and rest["weight_decay"] == 0.0
 
 

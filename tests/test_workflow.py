@@ -14,14 +14,15 @@ from alitok import config
 from conftest import dry_run_jobs, edit_params, run, tool_env
 from fakes import make_fake_imagenet
 
-PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512", "release256"]
+PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512"]  # and the released weights' profiles, below
+RELEASES = {  # profile: the released file a missing weight is named by, and one generator's import command
+    "release256": ("AliTok.pth", " weights/alitok_l.bin --out results/release256/generator/Lg55/model.pt --size L"),
+    "llamagen256": ("vq_ds16_c2i.pt", " weights/c2i_L_256.pt --out results/llamagen256/generator/L/model.pt --size L"),
+}
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_params_profile_dry_runs(project, tmp_path, profile):
-    if profile == "release256":
-        test_release_profile_samples_and_evaluates_without_training(project)
-        return
     if profile.startswith("imagenet"):
         fake = tmp_path / "fake_imagenet"
         make_fake_imagenet(fake)
@@ -71,17 +72,21 @@ def test_torch_jobs_take_their_core_share(project):
     assert {r: threads[r] for r in torch_rules} == {r: 4 if r in whole else 2 for r in torch_rules}
 
 
-def test_release_profile_samples_and_evaluates_without_training(project):
-    """release256: the released tokenizer and generators are imported, sampled, evaluated; nothing is trained
-    and no dataset is read (none is present here)."""
-    _place_evaluation_files(project, "release256")
-    proc = run(["snakemake", "-n", "--config", "profile=release256"], cwd=project, check=False)
-    assert proc.returncode != 0 and "release.tokenizer = weights/AliTok.pth does not exist" in proc.stdout + proc.stderr
-    p = config.load(project / "params.yaml", "release256")
+@pytest.mark.parametrize("profile", RELEASES)
+def test_release_profile_samples_and_evaluates_without_training(project, profile):
+    """release256 (AliTok's weights), llamagen256 (LlamaGen's VQ-16 and GPTs): the released tokenizer and
+    generators are imported, sampled, evaluated; nothing is trained and no dataset is read (none is present here).
+    A missing weight file is named with what to put there."""
+    _place_evaluation_files(project, profile)
+    proc = run(["snakemake", "-n", "--config", f"profile={profile}"], cwd=project, check=False)
+    p = config.load(project / "params.yaml", profile)
+    missing = f"release.tokenizer = {p['release']['tokenizer']} does not exist. Put"
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and missing in out and RELEASES[profile][0] in out
     for path in [p["release"]["tokenizer"], *p["release"]["generators"].values()]:
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         (project / path).touch()
-    proc = run(["snakemake", "-n", "-p", "--config", "profile=release256"], cwd=project)
+    proc = run(["snakemake", "-n", "-p", "--config", f"profile={profile}"], cwd=project)
     jobs = dry_run_jobs(proc.stdout)
     runs = len(p["generator"]["run"])
     assert jobs == {
@@ -92,10 +97,8 @@ def test_release_profile_samples_and_evaluates_without_training(project):
         "write_report": 1,
         "all": 1,
     }
-    assert (
-        " weights/alitok_l.bin --out results/release256/generator/Lg55/model.pt --size L" in proc.stdout
-        and "alitok import-generator --params params.yaml --profile release256" in proc.stdout
-    )
+    assert RELEASES[profile][1] in proc.stdout
+    assert f"alitok import-generator --params params.yaml --profile {profile}" in proc.stdout
 
 
 def _place_evaluation_files(project, profile):

@@ -132,18 +132,17 @@ def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
     from alitok.tokens.store import TokenShards
 
     tokenizer = load_tokenizer(tokenizer_path)
-    if clusters["count"] > tokenizer.config.codebook_size:
+    codebook_size = tokenizer.geometry.codebook_size
+    if clusters["count"] > codebook_size:
         raise ParamsError(
-            f"ctf.clusters.count {clusters['count']} exceeds the {tokenizer.config.codebook_size} codes "
-            f"of {tokenizer_path}"
+            f"ctf.clusters.count {clusters['count']} exceeds the {codebook_size} codes of {tokenizer_path}"
         )
     shards = TokenShards(train_tokens)
     usage = sum(
-        token_usage(c, tokenizer.config.codebook_size)
-        for c in tqdm(shards.codes, desc="code usage", unit="shard", file=sys.stderr)
+        token_usage(c, codebook_size) for c in tqdm(shards.codes, desc="code usage", unit="shard", file=sys.stderr)
     )
     result = coarse_map(
-        tokenizer.quantizer.codebook,
+        tokenizer.codebook_vectors(),  # as the quantizer compares them (L2-normalised for VQ-16)
         clusters["count"],
         normalisation=clusters["normalisation"],
         seed=clusters["seed"],

@@ -41,7 +41,7 @@ def swap_anywhere(codes: torch.Tensor, codebook_size: int, seed: int) -> torch.T
 @torch.no_grad()
 def decode(tokenizer, codes: torch.Tensor, batch: int = 64) -> torch.Tensor:
     return torch.cat(
-        [to_uint8(tokenizer.decode_tokens(codes[i : i + batch]).float()) for i in range(0, len(codes), batch)]
+        [to_uint8(tokenizer.decode_codes(codes[i : i + batch]).float()) for i in range(0, len(codes), batch)]
     )
 
 
@@ -53,12 +53,12 @@ def run(*, tokenizer_path, coarse_map, val_csv, dataset_json, classifier_path, s
     tokenizer = load_tokenizer(tokenizer_path).eval()
     cmap = read_map(coarse_map)
     f2c = torch.tensor(cmap["fine_to_coarse"])
-    originals, _ = held_out_images(val_csv, dataset_json, tokenizer.config.image_size)
+    originals, _ = held_out_images(val_csv, dataset_json, tokenizer.geometry.image_size)
     recons, codes = reconstruct(tokenizer, originals)
     swapped = {
         "reconstruction": recons,
         "within_cluster": decode(tokenizer, swap_within_cluster(codes, f2c, seed)),
-        "whole_codebook": decode(tokenizer, swap_anywhere(codes, tokenizer.config.codebook_size, seed)),
+        "whole_codebook": decode(tokenizer, swap_anywhere(codes, tokenizer.geometry.codebook_size, seed)),
     }
     x, r = originals.float() / 255, recons.float() / 255
     result = {

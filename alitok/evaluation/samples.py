@@ -54,7 +54,7 @@ def sampling_speed(
     labels = torch.arange(batch, device=device) % model.config.num_classes
 
     def once():
-        tok.decode_tokens(draw(labels, torch.arange(batch, device=device)))
+        tok.decode_codes(draw(labels, torch.arange(batch, device=device)))
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -62,7 +62,7 @@ def run(
         for start in range(0, num_samples, s["batch"]):
             batch = labels[start : start + s["batch"]]
             codes = draw(batch, torch.arange(start, start + len(batch)))
-            images = torch.from_numpy(to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])).permute(0, 3, 1, 2)
+            images = torch.from_numpy(to_uint8(tokenizer.decode_codes(codes).float(), s["uint8"])).permute(0, 3, 1, 2)
             hits += int((predict(classifier, images, len(images)) == batch).sum())
         rows.append(
             {

@@ -84,12 +84,12 @@ def run(
     model, ctf = load_models(p, generator_path, d.device, ctf_stage2, coarse_map)
     cfg = model.config if ctf is None else ctf["stage2"].config  # the model that emits codebook codes
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
-    size = tokenizer.config.image_size
-    if (cfg.seq_len, cfg.vocab_size) != (tokenizer.config.seq_len, tokenizer.config.codebook_size):
+    geo = tokenizer.geometry
+    size = geo.image_size
+    if (cfg.seq_len, cfg.vocab_size) != (geo.seq_len, geo.codebook_size):
         raise ReleaseError(
             f"generator {ctf_stage2 or generator_path} emits {cfg.seq_len} codes over {cfg.vocab_size}, "
-            f"tokenizer {tokenizer_path} decodes {tokenizer.config.seq_len} over "
-            f"{tokenizer.config.codebook_size}"
+            f"tokenizer {tokenizer_path} decodes {geo.seq_len} over {geo.codebook_size}"
         )
     n = s["num_samples"]
     labels = sample_labels(n, cfg.num_classes, s["labels"])
@@ -131,7 +131,7 @@ def run(
         )
         codes = draw(batch_labels, ids)
         with torch.no_grad():
-            images[start - lo : stop - lo] = to_uint8(tokenizer.decode_tokens(codes).float(), s["uint8"])
+            images[start - lo : stop - lo] = to_uint8(tokenizer.decode_codes(codes).float(), s["uint8"])
         images.flush()
         atomic.write_json(progress, {"key": key, "done": stop - lo})
         bar.update(stop - start)

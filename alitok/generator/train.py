@@ -66,8 +66,11 @@ def batch_split(global_batch: int, world: int, micro_batch: int) -> tuple[int, i
 
 
 def optimizer(model: Generator, opt: dict) -> torch.optim.AdamW:
-    """No weight decay on norms, biases and the embedding tables (docs/papers/alitok.md §2.3)."""
-    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    """No weight decay on norms and biases; none on the embedding tables either unless `decay_embeddings`:
+    AliTok's release exempts them (docs/papers/alitok.md §2.3), LlamaGen's recipe decays every tensor of two or
+    more dimensions (docs/papers/llamagen.md §3)."""
+    exempt = not opt["decay_embeddings"]
+    tables = {id(m.weight) for m in model.modules() if exempt and isinstance(m, torch.nn.Embedding)}
     decay = [q for q in model.parameters() if q.dim() >= 2 and id(q) not in tables]
     rest = [q for q in model.parameters() if q.dim() < 2 or id(q) in tables]
     return torch.optim.AdamW(

@@ -374,6 +374,23 @@ class Tokenizer(nn.Module):
         """indices: (B, seq_len), prefix included. Decodes exact codebook rows."""
         return self.decode(self.quantizer.lookup(indices))
 
+    # The interface every tokenizer family offers the pipeline (alitok.tokenizer.family): images in [0, 1].
+    @property
+    def geometry(self) -> Geometry:
+        return self.config.geometry
+
+    def encode_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images in [0, 1] -> (B, seq_len) codes, prefix first."""
+        return self.encode(images)[1]
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, seq_len) codes -> (B, 3, H, W) images, [0, 1] up to the decoder's overshoot."""
+        return self.decode_tokens(codes)
+
+    def codebook_vectors(self) -> torch.Tensor:
+        """(codebook_size, code_dim): the vectors codes stand for, as the quantizer compares them."""
+        return self.quantizer.codebook.detach()
+
     def forward(self, x: torch.Tensor) -> dict:
         """Everything a training step needs: image, aux strip (stage 1, else None), indices, the unweighted
         commitment and codebook losses, and the pre-quantisation features z (for `quantizer.revive`)."""

@@ -58,7 +58,7 @@ def encode_shard(tokenizer, data: CropImages, start: int, stop: int, batch: int,
     for x, _ in tqdm(loader, desc=f"encode {start}-{stop}", unit="batch", file=sys.stderr, leave=False):
         b, c = x.shape[:2]
         x = x.flatten(0, 1).to(device).float() / 255
-        _, indices, _ = tokenizer.encode(x)
+        indices = tokenizer.encode_codes(x)  # either family: images in [0, 1], codes in sequence order
         out.append(indices.view(b, c, -1).cpu().numpy().astype(np.uint16))
     return np.concatenate(out)
 
@@ -84,14 +84,14 @@ def run(
     """Write `out_dir` (manifest + shards) for one split; returns its manifest."""
     d = distributed.setup()
     tokenizer = load_tokenizer(tokenizer_path).to(d.device)
-    cfg = tokenizer.config
-    if cfg.codebook_size > 65536:
+    geometry = tokenizer.geometry
+    if geometry.codebook_size > 65536:
         raise TokenStoreError(
-            f"{tokenizer_path}: codebook of {cfg.codebook_size} codes does not fit uint16 token shards"
+            f"{tokenizer_path}: codebook of {geometry.codebook_size} codes does not fit uint16 token shards"
         )
     records = manifest.read_manifest(split_csv)
     info = manifest.read_dataset_info(dataset_json)
-    data = CropImages(records, info["root"], cfg.image_size, ten_crop, crop_scale)
+    data = CropImages(records, info["root"], geometry.image_size, ten_crop, crop_scale)
     crops = 10 if ten_crop else 1
     key = {
         "tokenizer_sha256": atomic.sha256_file(tokenizer_path),
@@ -123,7 +123,7 @@ def run(
 
     summary = {
         "format": FORMAT,
-        **cfg.geometry.tokens(),  # seq_len, num_prefix, grid, vocab_size: what the generators read back
+        **geometry.tokens(),  # seq_len, num_prefix, grid, vocab_size: what the generators read back
         "crops": crops,
         "num_classes": len(info["classes"]),
         "images": len(records),

@@ -4,10 +4,14 @@
 
 if "release" in P:
     REL = P["release"]
+    RELEASED = {  # what goes where, by tokenizer family (docs/tokenizers.md)
+        "alitok": ("the released stage-2 tokenizer AliTok.pth", "a released generator (alitok_b.bin, alitok_l.bin or alitok_xl.bin)"),
+        "vq16": ("LlamaGen's released VQ-16 tokenizer vq_ds16_c2i.pt", "a released LlamaGen GPT (c2i_B_256.pt or c2i_L_256.pt)"),
+    }[P["tokenizer"].get("family", "alitok")]
 
     rule import_tokenizer:
         input:
-            local_file(REL["tokenizer"], "release.tokenizer", "the released stage-2 tokenizer AliTok.pth"),
+            local_file(REL["tokenizer"], "release.tokenizer", RELEASED[0]),
         output:
             f"{OUT}/tokenizer/stage2.pt",
         params:
@@ -23,7 +27,7 @@ if "release" in P:
     rule import_generator:
         input:
             lambda wildcards: local_file(REL["generators"][wildcards.run], f"release.generators.{wildcards.run}",
-                                         "a released generator (alitok_b.bin, alitok_l.bin or alitok_xl.bin)"),
+                                         RELEASED[1]),
         output:
             f"{OUT}/generator/{{run}}/model.pt",
         wildcard_constraints:
