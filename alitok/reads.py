@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 
+from alitok.ablations.units import derive, points
 from alitok.generator.runs import training_section, training_steps
 
 TOKENIZER_COMMON = ("model", "quantizer", "loss", "perceptual", "discriminator", "optimizer", "training")
@@ -64,8 +65,6 @@ def ctf_redundancy(p: dict) -> dict:
 
 def ablation_score(p: dict, units: list[str], seed: int) -> dict:
     """Each unit's sampling and evaluation settings (and a CTF point's `ctf` section) under its own params."""
-    from alitok.ablations.units import derive, points
-
     out = {}
     for unit in units:
         q = derive(p, unit, seed)
@@ -98,8 +97,12 @@ COMMANDS = {
 }
 
 
+def of(command: str, p: dict, **options) -> dict:
+    """What `command` reads from `p`, given the job's own options (a rule's call)."""
+    return COMMANDS.get(command, nothing)(p, **options)
+
+
 def of_command(command: str, p: dict, args) -> dict:
     """A CLI job's reads: the declaration's options taken from the parsed arguments of the same names."""
-    declare = COMMANDS.get(command, nothing)
-    names = list(inspect.signature(declare).parameters)[1:]
-    return declare(p, **{n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
+    names = list(inspect.signature(COMMANDS.get(command, nothing)).parameters)[1:]
+    return of(command, p, **{n: getattr(args, n) for n in names if getattr(args, n, None) is not None})

@@ -29,10 +29,10 @@ from alitok.models.generator import SIZES, Generator, GeneratorConfig, rope_tabl
 from alitok.tokenizer.release import (
     ReleaseError,
     _fmt,
-    _torch_load,
     assign_weights,
     check_release_state,
     read_project_checkpoint,
+    read_release,
     release_config,
     vq16_release_config,
 )
@@ -140,15 +140,11 @@ def map_llamagen_state(state: dict, cfg: GeneratorConfig, source: str) -> dict[s
     return check_state(state, cfg, source, llamagen_names(cfg.depth))
 
 
-def read_release(path: Path) -> tuple[str, dict]:
+def read_generator_release(path: Path) -> tuple[str, dict]:
     """(family, state dict) of a released generator file, recognised from its contents: LlamaGen's keeps the
     state dict under "model" (other top-level keys, such as training state, are not read, as LlamaGen's own
     sampler does) with `tok_embeddings.weight`; AliTok's is a plain state dict with `embeddings.weight`."""
-    ckpt = _torch_load(path, "released generator")
-    inner = ckpt.get("model") if isinstance(ckpt, dict) else None
-    state = inner if isinstance(inner, dict) else ckpt
-    if not isinstance(state, dict):
-        raise ReleaseError(f"{path.name}: not a state dict (found {type(state).__name__})")
+    state, wrapped = read_release(path, "released generator")
     if "quantize.embedding.weight" in state:
         raise ReleaseError(
             f"{path.name}: a tokenizer (it holds a codebook, quantize.embedding.weight), not a generator; "
@@ -156,8 +152,8 @@ def read_release(path: Path) -> tuple[str, dict]:
         )
     if "tok_embeddings.weight" in state:
         return "llamagen", state
-    if inner is not None and "embeddings.weight" not in state:
-        raise ReleaseError(f'{path.name}: its "model" holds no tok_embeddings.weight; is it a LlamaGen GPT file?')
+    if wrapped and "embeddings.weight" not in state:
+        raise ReleaseError(f'{path.name}: its "{wrapped}" holds no tok_embeddings.weight; is it a LlamaGen GPT file?')
     return "alitok", state
 
 
@@ -176,7 +172,7 @@ def import_release(src_path, out_path, size: str | None = None, family: str | No
     generator checkpoint at `out_path` (atomic write). `family`: None recognises it from the contents; given, a
     file of the other family is refused. `size`: None recognises it from the shapes."""
     src_path = Path(src_path)
-    found, state = read_release(src_path)
+    found, state = read_generator_release(src_path)
     if family is not None and family != found:
         raise ReleaseError(f"{src_path.name}: {FAMILY_NAMES[found]} file, not {FAMILY_NAMES[family]} one")
     size = size or detect_size(state, src_path.name, found)

@@ -195,17 +195,16 @@ def _torch_load(path: Path, what: str):
         ) from e
 
 
-def read_release(src_path: Path) -> dict:
-    """A released state dict, unwrapped from a "state_dict" or "model" key (LlamaGen's files use "model")."""
-    state = _torch_load(src_path, "released tokenizer")
+def read_release(src_path: Path, what: str = "released tokenizer") -> tuple[dict, str | None]:
+    """A released state dict, unwrapped from a "state_dict" or "model" key (LlamaGen's files use "model", beside
+    training state that is not read), and that key (None: a plain state dict)."""
+    state, key = _torch_load(src_path, what), None
     if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
+        key = next((k for k in ("state_dict", "model") if isinstance(state.get(k), dict)), None)
+        state = state[key] if key else state
     if not isinstance(state, dict):
         raise ReleaseError(f"{src_path.name}: not a state dict (found {type(state).__name__})")
-    return state
+    return state, key
 
 
 def import_release(src_path, out_path, cfg: TokenizerConfig | VQ16Config | None = None) -> dict:
@@ -216,7 +215,7 @@ def import_release(src_path, out_path, cfg: TokenizerConfig | VQ16Config | None 
     Returns a summary: family, source file and sha256, tensor and value counts, output path.
     """
     src_path = Path(src_path)
-    state = read_release(src_path)
+    state, _ = read_release(src_path)
     family = release_family(state, src_path.name)
     if cfg is not None and isinstance(cfg, VQ16Config) != (family == "vq16"):
         raise ReleaseError(f"{src_path.name}: holds a {family} tokenizer, not one for {type(cfg).__name__}")

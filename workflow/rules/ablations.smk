@@ -8,6 +8,8 @@
 
 import json
 
+from alitok.evaluation.report_data import files as manifest_files
+
 ABL = f"{OUT}/ablation"
 
 
@@ -92,8 +94,7 @@ if "ablations" in P and "release" not in P and uses_classifier() and uses_ctf():
 
     rule ablation_report:
         input:
-            runs=lambda w: sorted({f for s in ablation_manifest().values() for g in s.values() for fs in g.values()
-                                   for f in fs.values()}),
+            runs=lambda w: sorted(set(manifest_files(ablation_manifest()))),
             paper="results/paper/ablations.csv",
         output:
             report=f"{ABL}/report.md",

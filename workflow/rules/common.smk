@@ -82,7 +82,7 @@ def command(name, *, ddp=False, **options):
         unit = unit_of(wildcards)
         p = P if unit is None else unit_params(*unit)
         given = {k: v(wildcards) if callable(v) else v for k, v in options.items()}
-        return reads.COMMANDS.get(name, reads.nothing)(p, **given)
+        return reads.of(name, p, **given)
 
     return {"alitok": call, "reads": read}
 
