@@ -32,11 +32,12 @@ LOGS = f"logs/{PROFILE}"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
-if "release" not in P:  # the release256 profile imports weights: no data, no training rules
+if not imports_generators(P):  # release256, llamagen256 import every weight: no data, no training rules
     include: "workflow/rules/data.smk"
     include: "workflow/rules/classifier.smk"
-    include: "workflow/rules/tokenizer.smk"
     include: "workflow/rules/tokens.smk"
+if "release" not in P:  # ctf256 imports its tokenizer and trains the rest
+    include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/ctf.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/evaluation.smk"
@@ -48,3 +49,7 @@ rule all:
     input:
         final_targets(),
     default_target: True
+
+
+if missing_inputs_error():  # the user's files that are not in place, all of them in one message (common.smk)
+    raise missing_inputs_error()

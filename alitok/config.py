@@ -164,8 +164,9 @@ def validate_document(
 
 
 def validate_profile(p: dict, where: str, schema: str | Path) -> None:
-    """Validate one resolved profile (a derived one: its `name` and `ablation` keys aside) against the schema."""
-    body = {k: v for k, v in p.items() if k not in ("name", "ablation")}
+    """Validate one resolved profile (a derived one: its `name`, `ablation` and `setting` keys aside) against the
+    schema."""
+    body = {k: v for k, v in p.items() if k not in ("name", "ablation", "setting")}
     _validate(body, _profile_schema(read_schema(schema)), where)
 
 

@@ -13,8 +13,9 @@ import inspect
 
 from alitok.ablations.units import derive, points
 from alitok.generator.runs import training_section, training_steps
+from alitok.geometry import family
 
-TOKENIZER_COMMON = ("model", "quantizer", "loss", "perceptual", "discriminator", "optimizer", "training")
+TOKENIZER_COMMON = ("quantizer", "loss", "perceptual", "discriminator", "optimizer", "training")
 
 
 def data(p: dict) -> dict:
@@ -28,11 +29,14 @@ def train_classifier(p: dict, section: str = "classifier") -> dict:
 
 def train_tokenizer(p: dict, stage: int, phases_from: int | None = None) -> dict:
     """Stage 1 or 2, or stage 1 trained on with stage 2's phases (the control): the model and losses, that
-    phase table, and stage 2's initialisation when it is stage 2."""
+    phase table, and stage 2's initialisation when it is stage 2. The model is AliTok's `model` section, or
+    another family's own section and the family's name (VQ-16: `family`, `vq16`)."""
     tok = p["tokenizer"]
+    fam = family(p)
+    model = {"model": tok["model"]} if fam == "alitok" else {"family": fam, fam: tok[fam]}
     phases = f"stage{phases_from or stage}"
     init = {"stage2_init": tok["stage2_init"]} if stage == 2 else {}
-    return {"tokenizer": {k: tok[k] for k in TOKENIZER_COMMON} | {phases: tok[phases]} | init}
+    return {"tokenizer": model | {k: tok[k] for k in TOKENIZER_COMMON} | {phases: tok[phases]} | init}
 
 
 def extract_tokens(p: dict) -> dict:
@@ -76,6 +80,11 @@ def ablation_report(p: dict) -> dict:
     return {"ablations": p["ablations"]}
 
 
+def report(p: dict) -> dict:
+    """The paper rows each run is set beside (`evaluation.paper`); every number comes from the manifest's files."""
+    return {"paper": p["evaluation"].get("paper")}
+
+
 def nothing(p: dict) -> dict:
     """Commands whose inputs are files only."""
     return {}
@@ -94,6 +103,7 @@ COMMANDS = {
     "ctf-redundancy": ctf_redundancy,
     "ablation-score": ablation_score,
     "ablation-report": ablation_report,
+    "report": report,
 }
 
 

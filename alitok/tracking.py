@@ -156,6 +156,7 @@ def record_job(args, p: dict) -> Path | None:
             "params_hash": params_hash(p),
             "git_commit": git_commit(),
             **({"ablation_unit": f"{p['ablation']['unit']}/seed{p['ablation']['seed']}"} if "ablation" in p else {}),
+            **({"setting": p["setting"]} if "setting" in p else {}),
         },
         "params": {k: str(v)[:6000] for k, v in params.items()},
         "outputs": [str(f.resolve()) for f in _outputs(args)],

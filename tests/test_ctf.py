@@ -44,7 +44,7 @@ def test_configs_build_over_this_pipelines_codebook(arch):
         assert s2.config.class_id(torch.tensor([0])).item() == 513
 
 
-@pytest.mark.parametrize("profile", ["imagenet256", "imagenet512", "smoke"])
+@pytest.mark.parametrize("profile", ["imagenet256", "imagenet512", "smoke", "ctf256"])
 def test_the_profiles_ctf_models_build_on_meta(profile):
     """What the pipeline trains: each ctf.run scale's stage 1 is that plain generator with a K-way table and head
     (fewer parameters by exactly the table and head rows it drops), and ctf.stage2 reads K and emits the codebook."""
@@ -131,6 +131,24 @@ def test_coarse_map_reports_sizes_and_unused_codes():
     assert coarse_map(scaled, 8, normalisation="l2", seed=0, iters=100)["fine_to_coarse"] == m["fine_to_coarse"]
     with pytest.raises(ValueError, match="normalisation"):
         coarse_map(codebook, 8, normalisation="cosine", seed=0, iters=10)
+
+
+def test_used_codes_can_place_the_centres():
+    """A young codebook: 16 used codes gathered near one direction, 240 dead ones spread over the sphere. Centres
+    placed by every code go mostly to dead codes; placed by the used codes (`codes: used`), every cluster holds a
+    used code, and the dead codes still join their nearest centre."""
+    g = torch.Generator().manual_seed(0)
+    dead = torch.randn(240, 4, generator=g)
+    used = torch.tensor([1.0, 0.0, 0.0, 0.0]) + 0.3 * torch.randn(16, 4, generator=g)
+    codebook = torch.cat([used, dead])
+    usage = np.zeros(256, dtype=np.int64)
+    usage[:16] = 5
+    everything = coarse_map(codebook, 8, normalisation="l2", seed=0, iters=100, usage=usage)
+    assert everything["codes"] == "all" and everything["clusters_without_used_code"] >= 4
+    m = coarse_map(codebook, 8, normalisation="l2", seed=0, iters=100, usage=usage, codes="used")
+    assert m["codes"] == "used" and m["clusters_without_used_code"] == 0 and sum(m["sizes"]) == 256
+    with pytest.raises(ValueError, match="exceeds the 16 codes the training tokens use"):
+        coarse_map(codebook, 17, normalisation="l2", seed=0, iters=100, usage=usage, codes="used")
 
 
 def test_two_stage_sampling_is_reproducible_and_can_stay_inside_the_cluster():
@@ -239,8 +257,8 @@ def test_a_mixed_up_ctf_training_call_is_refused(ws, args, message):
 def test_run_names_say_kind_scale_and_control():
     from alitok.generator.runs import generator_runs, parse_run
 
-    assert parse_run("S") == ("alitok", "S", None)
-    assert parse_run("S-shuffled_labels") == ("alitok", "S", "shuffled_labels")
+    assert parse_run("S") == ("plain", "S", None)
+    assert parse_run("S-shuffled_labels") == ("plain", "S", "shuffled_labels")
     assert parse_run("ctf-XL") == ("ctf", "XL", None)
     assert generator_runs(config.load("params.yaml", "smoke")) == ["S", "S-untrained", "S-shuffled_labels", "ctf-S"]
     assert generator_runs(config.load("params.yaml", "imagenet256")) == ["B", "L", "XL", "ctf-B", "ctf-L", "ctf-XL"]
@@ -283,3 +301,34 @@ def test_redundancy_swaps_within_a_cluster_change_less_than_anywhere(ws):
     # even a random decoder is continuous in the code vectors: near codes decode to nearer images
     assert r["within_cluster"]["psnr_vs_reconstruction"] > r["whole_codebook"]["psnr_vs_reconstruction"]
     assert all(np.isfinite(r[k]["rfid"]) for k in ("reconstruction", "within_cluster", "whole_codebook"))
+
+
+def test_the_ctf_setting_is_the_profile_with_its_section_merged_in():
+    """`<profile>/ctf_setting`: LlamaGen's tokenizer family and GPT shape over the profile's own params, whose data,
+    classifier, perceptual net and evaluation it shares and may not change (docs/ctf.md)."""
+    import yaml
+
+    from alitok.ablations import units
+    from alitok.config import ParamsError
+
+    from conftest import REPO
+
+    smoke = units.load(REPO / "params.yaml", "smoke")
+    own = units.load(REPO / "params.yaml", "smoke/ctf_setting")
+    assert own["setting"] == "ctf_setting" and own["name"] == "smoke" and "ctf_setting" not in own
+    assert own["tokenizer"]["family"] == "vq16" and geometry.from_params(own).grid == 8
+    assert own["generator"]["scales"]["S"] == smoke["generator"]["scales"]["S"] | {"arch": "llamagen"}
+    assert own["generator"]["optimizer"]["decay_embeddings"] and own["ctf"]["clusters"]["normalisation"] == "l2"
+    for shared in ("data", "classifier", "perceptual_net", "evaluation"):
+        assert own[shared] == smoke[shared]
+    tiny = units.load(REPO / "params.yaml", "tiny/ctf_setting")  # inherits smoke's section, keeps tiny's sizes
+    assert tiny["generator"]["scales"]["S"]["width"] == 32 and tiny["tokenizer"]["family"] == "vq16"
+
+    doc = yaml.safe_load((REPO / "params.yaml").read_text())
+    doc["profiles"]["smoke"]["ctf_setting"]["data"] = {"image_size": 64}
+    with pytest.raises(ParamsError, match="unknown key ctf_setting.data"):
+        units.load(doc, "smoke/ctf_setting", schema=REPO / "workflow" / "schemas" / "params.schema.yaml")
+    with pytest.raises(ParamsError, match=r"<profile>/ctf_setting"):
+        units.load(REPO / "params.yaml", "smoke/ctf_settings")
+    with pytest.raises(ParamsError, match="has no ctf_setting section"):
+        units.load(REPO / "params.yaml", "imagenet256/ctf_setting")

@@ -8,6 +8,7 @@ generator param reruns only the generator's side; a corrupted remote copy is ref
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -230,6 +231,25 @@ def test_tiny_pipeline_runs_and_then_has_nothing_to_do(tiny_shared, tmp_path):
     assert (out / "curves" / "heldout" / "ctf_stage2.json").stat().st_size > 0
     assert all((out / "figures" / f).stat().st_size > 0 for f in ("gfid_vs_params.png", "generator_curves.png"))
     _check_mlflow(project)
+
+    # CTF in its own setting (docs/ctf.md): a VQ-16-family tokenizer trained on the same data, LlamaGen-shaped plain
+    # and CTF generators on its codes, reported with this run's classifier, real-image floor and controls.
+    setting = run(["snakemake", "--cores", "2", "--config", "profile=tiny", "--", "ctf_setting"], cwd=project)
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", setting.stdout + setting.stderr, re.M))
+    assert not ran & {"make_dataset", "prepare_data", "train_classifier", "train_perceptual_net", "evaluate_real"}
+    assert {"train_tokenizer_stage1", "extract_tokens", "train_generator", "train_ctf_stage2"} <= ran
+    assert "train_tokenizer_stage2" not in ran and "write_setting_report" in ran
+    own = out / "ctf_setting"
+    assert json.loads((own / "tokenizer" / "stage1_metrics.json").read_text())["family"] == "vq16"
+    assert not (own / "tokenizer" / "stage2.pt").exists()  # VQ-16 trains in one stage
+    for run_name in ("S", "S-untrained", "S-shuffled_labels", "ctf-S"):
+        p = json.loads((own / "evaluation" / f"{run_name}.json").read_text())["protocol"]
+        assert (p["profile"], p["arch"], p["tokenizer"]) == ("tiny/ctf_setting", "llamagen", "vq16")
+    assert json.loads((own / "ctf" / "coarse_map.json").read_text())["codes"] == "used"
+    own_report = (own / "report.md").read_text()
+    assert "params profile `tiny/ctf_setting`" in own_report and "| ctf-S | S |" in own_report
+    assert f"held-out accuracy: {metrics['val_accuracy']:.1%}" in own_report  # the main run's classifier
+    assert "Control `S-shuffled_labels`" in own_report and "plain (llamagen, vq16 tokens)" in own_report
 
     again = run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr

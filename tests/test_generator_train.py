@@ -1,5 +1,6 @@
 """AR generator training: batch split, logs, exact kill-and-resume, accumulation and DDP equal one big batch."""
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -80,6 +81,31 @@ def test_weight_decay_groups(decay_embeddings):
     assert {names[id(p)] for p in rest["params"]} == norms | (set() if decay_embeddings else tables)
     assert (tables <= {names[id(p)] for p in decay["params"]}) == decay_embeddings
     assert decay["weight_decay"] == 0.03 and rest["weight_decay"] == 0.0
+
+
+def test_llamagen_recipe_of_the_ctf256_profile():
+    """ctf256 trains with LlamaGen's train_c2i.py recipe (docs/papers/llamagen.md §3): AdamW at a constant 1e-4,
+    betas (0.9, 0.95), decay 0.05 on every tensor of two or more dimensions, the embedding tables included, none on
+    the norms; clip 1.0, batch 256, 300 epochs; dropout 0.1 on residuals, FFN, tokens and class, none on attention."""
+    from alitok.generator.config import model_config
+    from alitok.training import schedule
+
+    p = config.load(REPO / "params.yaml", "ctf256")
+    g = p["generator"]
+    model = Generator(dataclasses.replace(model_config(p, "B", 1000), width=32, depth=2, heads=2))
+    decay, rest = optimizer(model, g["optimizer"]).param_groups
+    names = {id(q): n for n, q in model.named_parameters()}
+    assert {names[id(q)] for q in decay["params"]} == {n for n, q in model.named_parameters() if q.dim() >= 2}
+    assert {"embeddings.weight", "class_embeddings.weight"} <= {names[id(q)] for q in decay["params"]}
+    assert all(q.dim() == 1 for q in rest["params"]) and rest["weight_decay"] == 0.0
+    assert decay["weight_decay"] == 0.05 and decay["betas"] == (0.9, 0.95)
+    steps = g["scales"]["B"]["steps"]
+    o = g["optimizer"]
+    lrs = {schedule.warmup_cosine(k, steps, o["lr"], o["end_lr"], o["warmup_steps"]) for k in (0, steps // 2, steps)}
+    assert lrs == {1e-4} and o["grad_clip"] == 1.0
+    assert g["training"]["global_batch"] == 256 and steps == 300 * (1_281_167 // 8 // 32)  # 8 ranks x 32, drop_last
+    assert g["dropout"] == {"residual": 0.1, "attention": 0.0, "token": 0.1, "class_label": 0.1}
+    assert {s["arch"] for s in g["scales"].values()} == {"llamagen"}
 
 
 def test_logs_loss_accuracy_held_out_and_throughput(ws, uninterrupted):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from alitok import config
 from alitok.evaluation import report
 from alitok.evaluation.report_data import ReportData
 
@@ -99,6 +100,27 @@ def test_report_and_figures(tmp_path):
     report.run(manifest, out=tmp_path / "r2.md", fig_dir=tmp_path / "f2")
     text = (tmp_path / "r2.md").read_text()
     assert "the gap is meaningful" in text and "| B | 1.610 |" in text
+
+
+def test_paper_profile_runs_beside_their_rows_with_gaps(tmp_path):
+    """ctf256: each run beside the row of CTF's Tables 1 and 2 that params name, with the gap per metric, and CTF's
+    speed over the plain run's beside the paper's ratio (fabricated metrics files, the real published.csv)."""
+    pairing = config.load(REPO / "params.yaml", "ctf256")["evaluation"]["paper"]
+    runs = {}
+    for name, fid, speed in (("B", 5.0, 10.0), ("ctf-B", 4.0, 12.0)):
+        path = _evaluation(tmp_path / f"{name}.json", None, extractor="inception-v3-compat", kind="adm_npz", fid=fid)
+        m = json.loads(path.read_text())
+        m["speed"]["images_per_s"] = speed
+        m["protocol"] |= {"kind": "plain", "scale": "B"}
+        if name.startswith("ctf"):
+            m["protocol"] |= {"kind": "ctf", "tau2": 1.1, "restrict": False, "clusters": 512}
+        path.write_text(json.dumps(m))
+        runs[name] = {"evaluation": str(path)}
+    report.run({"runs": runs, "paper": str(PAPER)}, out=tmp_path / "r.md", fig_dir=tmp_path / "f", pairing=pairing)
+    text = (tmp_path / "r.md").read_text()
+    assert "| B | LlamaGen-B | 5.00 / 5.46 (-0.46) | 2.0 / 193.6 (-191.6) | 0.50 / 0.83 (-0.33) |" in text
+    assert "| ctf-B | LlamaGen-B + CTF | 4.00 / 4.15 (-0.15) |" in text and "12.00 / 12.83 |" in text
+    assert "B: ×1.20 here, ×0.93 in the paper" in text
 
 
 def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
@@ -251,7 +273,7 @@ def test_render_is_text_from_the_data_alone(tmp_path, monkeypatch):
         "Stage 2 against stage 1 continued ([stage_comparison.md](tokenizer/stage_comparison.md)): The claim holds."
         in lines
     )
-    assert any(ln.startswith("| S | alitok | – | 1.500 | 0.0200 | 200 | 50.00 |") for ln in lines)
+    assert any(ln.startswith("| S | plain | – | 1.500 | 0.0200 | 200 | 50.00 |") for ln in lines)
     assert "`S`: class-consistency 85.0% against the goal of 80%: **met**" in text
     assert "Ceiling (classifier on real held-out images): 93.0%." in text and "**near chance, as it must be**" in text
     assert "| alitok (v) | main (ImageNet-256) | AliTok-B | 177 | 1.44 | docs/papers/alitok.md §3.1, e |" in lines
@@ -406,7 +428,7 @@ def test_command_line_takes_the_manifest_as_json_or_a_file(tmp_path, capsys):
             + ["--metrics-out", str(out / "metrics.json"), "--curves-dir", str(out / "curves")]
         )
         assert args.manifest == manifest
-        report.main(args, {"name": "smoke"})
+        report.main(args, {"name": "smoke", "evaluation": {}})
         texts.append((out / "report.md").read_text())
         assert json.loads((out / "metrics.json").read_text())["generator"]["S"]["class_consistency"] == 0.9
         assert all((out / "figures" / f).is_file() for f in report.FIGURES)

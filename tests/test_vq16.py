@@ -393,7 +393,7 @@ def test_families_through_the_interface(tiny_data, family):
     cmap = clusters.run(
         tokenizer_path=ws / "tok.pt",
         train_tokens=ws / "tokens" / "train",
-        clusters={"count": 8, "normalisation": "none", "seed": 0, "iters": 20},
+        clusters={"count": 8, "normalisation": "none", "codes": "all", "seed": 0, "iters": 20},
         out=ws / "clusters.json",
     )
     assert cmap["codebook_size"] == geometry.codebook_size and sum(cmap["sizes"]) == geometry.codebook_size

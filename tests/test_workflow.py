@@ -101,6 +101,45 @@ def test_release_profile_samples_and_evaluates_without_training(project, profile
     assert f"alitok import-generator --params params.yaml --profile {profile}" in proc.stdout
 
 
+def test_ctf256_lists_every_missing_input_then_plans_the_paper_setting(project, tmp_path):
+    """CTF in its own setting: one dry run names every file the user must provide (ImageNet, LlamaGen's VQ-16, the
+    Inception weights, the ADM batch); with them in place, ImageNet is encoded by the imported VQ-16 (no tokenizer
+    training) and LlamaGen-B/L/XL and CTF-B/L/XL train on its codes, then sample, evaluate and report."""
+    proc = run(["snakemake", "-n", "--config", "profile=ctf256"], cwd=project, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "4 input(s) the pipeline cannot make are missing" in out
+    for line in (
+        "data.root = data/imagenet is not a directory",
+        "release.tokenizer = weights/vq_ds16_c2i.pt",
+        "evaluation.extractor_weights = ",
+        "evaluation.reference.path = ",
+    ):
+        assert out.count(line) == 1, line
+    fake = tmp_path / "fake_imagenet"
+    make_fake_imagenet(fake)
+    edit_params(project, lambda d: d["profiles"]["imagenet256"]["data"].update(root=str(fake)))
+    _place_evaluation_files(project, "ctf256")
+    (project / "weights" / "vq_ds16_c2i.pt").touch()
+    proc = run(["snakemake", "-n", "-p", "--config", "profile=ctf256"], cwd=project)
+    jobs = dry_run_jobs(proc.stdout)
+    assert jobs == {
+        "prepare_data": 1,
+        "import_tokenizer": 1,
+        "extract_tokens": 2,
+        "ctf_clusters": 1,
+        "train_ctf_stage2": 1,
+        "train_generator": 6,
+        "sample_generator": 6,
+        "evaluate_generator": 6,
+        "write_report": 1,
+        "all": 1,
+    }
+    assert "--tokenizer results/ctf256/tokenizer/stage1.pt --split train" in proc.stdout  # VQ-16: one stage
+    for run_name in ("B", "L", "XL", "ctf-B", "ctf-L", "ctf-XL"):
+        assert f"results/ctf256/generator/{run_name}/samples.npz" in proc.stdout
+    assert not (project / "results" / "ctf256").exists(), "a dry run writes nothing"
+
+
 def _place_evaluation_files(project, profile):
     """Dry runs only check that the user's files exist: empty stand-ins for the Inception weights and ADM batch."""
     p = config.load(project / "params.yaml", profile)["evaluation"]

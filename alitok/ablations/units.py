@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alitok import config, geometry
 from alitok.config import ParamsError
+from alitok.ctf import setting
 
 TOKENIZER_SWITCHES = ("encoder", "decoder", "prefix", "aux")
 CTF_KEYS = ("clusters", "stage2", "guidance", "top_k", "tau1", "tau2")
@@ -87,16 +88,18 @@ def units(p: dict) -> list[str]:
 
 
 def load(params: str | Path | dict = "params.yaml", profile: str | None = None, *, schema=None) -> dict:
-    """alitok.config.load, plus ablation units and the ablations' own checks: the resolved, validated params of
-    `profile`, where `<profile>/<unit>/seed<N>` is one unit of `<profile>` (`derive`): its `name` stays
-    `<profile>` and its `ablation` key says which unit and seed. `schema`: as in alitok.config.load."""
+    """alitok.config.load, plus the names of derived params and the ablations' own checks: the resolved, validated
+    params of `profile`, where `<profile>/<unit>/seed<N>` is one ablation unit of `<profile>` (`derive`, with an
+    `ablation` key saying which unit and seed) and `<profile>/ctf_setting` its CTF setting
+    (alitok.ctf.setting.derive, with a `setting` key); the `name` of both stays `<profile>`.
+    `schema`: as in alitok.config.load."""
     schema = schema if schema is not None else config.schema_path(params)
-    unit = None if profile is None else split_name(profile)
-    p = config.load(params, profile if unit is None else unit[0], schema=schema, checks=[check])
-    if unit is None:
+    parts = None if profile is None else split_name(profile)
+    p = config.load(params, profile if parts is None else parts[0], schema=schema, checks=[check])
+    if parts is None:
         return p
-    q = derive(p, unit[1], unit[2])
-    config.validate_profile(q, f"{config.source_name(params)}: ablation unit '{profile}'", schema)
+    q = setting.derive(p) if parts[1] == setting.NAME else derive(p, parts[1], parts[2])
+    config.validate_profile(q, f"{config.source_name(params)}: derived params '{profile}'", schema)
     return q
 
 
@@ -176,13 +179,19 @@ def derive(p: dict, unit: str, seed: int) -> dict:
     return q
 
 
-def split_name(profile: str) -> tuple[str, str, int] | None:
-    """'<profile>/<unit>/seed<N>' -> (profile, unit, N); a plain profile name -> None."""
+def split_name(profile: str) -> tuple[str, str, int | None] | None:
+    """'<profile>/<unit>/seed<N>' -> (profile, unit, N); '<profile>/ctf_setting' -> (profile, 'ctf_setting',
+    None); a plain profile name -> None."""
     parts = profile.split("/")
     if len(parts) == 1:
         return None
+    if len(parts) == 2 and parts[1] == setting.NAME:
+        return parts[0], parts[1], None
     if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
-        raise ParamsError(f"profile {profile!r}: an ablation unit is named <profile>/<unit>/seed<N>")
+        raise ParamsError(
+            f"profile {profile!r}: derived params are named <profile>/<unit>/seed<N> (an ablation unit) or "
+            f"<profile>/{setting.NAME}"
+        )
     return parts[0], parts[1], int(parts[2][4:])
 
 

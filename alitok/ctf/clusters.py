@@ -5,8 +5,11 @@ The paper names k-means and the cluster counts, not the normalisation, distance,
 codes are handled (docs/papers/ctf.md §1.2 "NOT FOUND"). Our choices, each a param (`ctf.clusters`, docs/ctf.md):
 Euclidean k-means (the quantizer's own squared-L2 distance), k-means++ seeding from a seeded generator,
 Lloyd iterations to convergence, an empty cluster re-seeded at the code farthest from its centre, and every
-code clustered, used or not (the map must send any token to a coarse label). Usage on the training tokens is
-reported next to the map, so a cluster made only of dead codes shows up as such.
+code in the map, used or not (it must send any token to a coarse label). The centres come from every code
+(`codes: all`, the paper's codebook-wide reading) or from the codes the training tokens use (`codes: used`, the
+others then join their nearest centre): a young codebook's dead codes stay where they were initialised, spread
+over the sphere, and would otherwise take most centres. Usage on the training tokens is reported next to the map,
+so a cluster made only of dead codes shows up as such.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 log = logging.getLogger("alitok.ctf")
 
 NORMALISATIONS = ("none", "l2")
+CODES = ("all", "used")  # which codes place the centres
 USAGE_ROWS = 4096  # token rows counted at a time: an ImageNet shard never becomes one int64 copy
 
 
@@ -80,22 +84,45 @@ def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int) -> tuple[torch.Ten
 
 
 def coarse_map(
-    codebook: torch.Tensor, clusters: int, *, normalisation: str, seed: int, iters: int, usage: np.ndarray | None = None
+    codebook: torch.Tensor,
+    clusters: int,
+    *,
+    normalisation: str,
+    seed: int,
+    iters: int,
+    usage: np.ndarray | None = None,
+    codes: str = "all",
 ) -> dict:
     """The fine -> coarse map of a codebook (V, D) and what a user checks it by: cluster sizes, and with
-    `usage` (V,) token counts, the used codes per cluster and the clusters holding no used code."""
+    `usage` (V,) token counts, the used codes per cluster and the clusters holding no used code. `codes`: which
+    codes place the centres (`used` needs `usage`); every code then joins its nearest centre."""
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"ctf.clusters.normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    if codes not in CODES:
+        raise ValueError(f"ctf.clusters.codes must be one of {CODES}, got {codes!r}")
     x = codebook.detach().float().cpu()
     if normalisation == "l2":
         x = torch.nn.functional.normalize(x, dim=1)
-    assign, _ = kmeans(x, clusters, seed=seed, iters=iters)
+    if codes == "all":
+        assign, _ = kmeans(x, clusters, seed=seed, iters=iters)
+    else:
+        if usage is None:
+            raise ValueError("ctf.clusters.codes 'used' needs the codes' usage on the training tokens")
+        used = torch.from_numpy(np.asarray(usage) > 0)
+        if clusters > int(used.sum()):
+            raise ValueError(
+                f"ctf.clusters.count {clusters} exceeds the {int(used.sum())} codes the training tokens use "
+                "(ctf.clusters.codes: used); lower the count or cluster all codes"
+            )
+        _, centres = kmeans(x[used], clusters, seed=seed, iters=iters)
+        assign = torch.cdist(x.double(), centres.double()).argmin(1)
     fine_to_coarse = assign.numpy().astype(np.int64)
     sizes = np.bincount(fine_to_coarse, minlength=clusters)
     out = {
         "clusters": clusters,
         "codebook_size": int(x.shape[0]),
         "normalisation": normalisation,
+        "codes": codes,
         "seed": seed,
         "fine_to_coarse": fine_to_coarse.tolist(),
         "sizes": sizes.tolist(),
@@ -148,6 +175,7 @@ def run(*, tokenizer_path, train_tokens, clusters: dict, out) -> dict:
         seed=clusters["seed"],
         iters=clusters["iters"],
         usage=np.asarray(usage),
+        codes=clusters["codes"],
     )
     atomic.write_json(out, result)
     log.info(

@@ -69,9 +69,11 @@ def write_metrics(data: ReportData, metrics_out, curves_dir) -> None:
     )
 
 
-def run(manifest: dict, *, out, fig_dir, metrics_out=None, curves_dir=None) -> ReportData:
-    """Collect, draw, write metrics.json and the curves (when metrics_out is given), then report.md."""
+def run(manifest: dict, *, out, fig_dir, metrics_out=None, curves_dir=None, pairing: dict | None = None) -> ReportData:
+    """Collect, draw, write metrics.json and the curves (when metrics_out is given), then report.md. `pairing`:
+    params `evaluation.paper`, the paper row each run is set beside."""
     data = collect(manifest)
+    data.pairing = pairing
     figures(data, fig_dir)
     if metrics_out is not None:
         write_metrics(data, metrics_out, curves_dir)
@@ -107,6 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, p: dict) -> None:
-    """`alitok report`; the params profile is not read: every number comes from the manifest's files."""
-    run(args.manifest, out=args.out, fig_dir=args.figure_dir, metrics_out=args.metrics_out, curves_dir=args.curves_dir)
+    """`alitok report`: every number comes from the manifest's files; params say only which paper row each run is
+    set beside (alitok.reads.report)."""
+    run(
+        args.manifest,
+        out=args.out,
+        fig_dir=args.figure_dir,
+        metrics_out=args.metrics_out,
+        curves_dir=args.curves_dir,
+        pairing=p["evaluation"].get("paper"),
+    )
     log.info("report written to %s", args.out)

@@ -60,6 +60,7 @@ class ReportData:
     ctf_redundancy: dict | None = None  # the swap measurement
     sample_grids: dict[str, Path] = field(default_factory=dict)  # run -> its samples grid (linked)
     recon_grids: dict[str, Path] = field(default_factory=dict)  # stage -> its reconstructions grid (linked)
+    pairing: dict | None = None  # params `evaluation.paper`: the paper row each run is set beside (not a file)
 
 
 def check(manifest: dict) -> dict:
@@ -150,6 +151,25 @@ def comparable(evaluation: dict) -> bool:
     """The paper's gFID is Inception features against the ADM ImageNet batch; only that is a like-for-like gap."""
     p = evaluation["protocol"]
     return p["extractor"] == "inception-v3-compat" and p["reference"]["kind"] == "adm_npz"
+
+
+PAIRED_METRICS = (("gfid", "fid"), ("is", "is"), ("precision", "precision"), ("recall", "recall"))
+
+
+def paired_rows(paper: pd.DataFrame, pairing: dict) -> dict[str, dict[str, float]]:
+    """run -> {our metric key: the paper's value} from the rows `pairing` (params `evaluation.paper`) names: the
+    quality table's FID, IS, precision and recall, and the speed table's images/s."""
+    mine = paper[paper.paper == pairing["name"]]
+    out = {}
+    for run, model in pairing["rows"].items():
+        rows = mine[mine.model == model]
+        quality = rows[rows.table == pairing["quality"]].set_index("metric").value
+        speed = rows[(rows.table == pairing["speed"]) & (rows.metric == "images_per_s")].value
+        values = {ours: float(quality[theirs]) for theirs, ours in PAIRED_METRICS if theirs in quality.index}
+        if len(speed):
+            values["images_per_s"] = float(speed.iloc[0])
+        out[run] = values
+    return out
 
 
 def paper_rows(paper: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from alitok.evaluation.report_data import ReportData, comparable, paper_rows
+from alitok.evaluation.report_data import ReportData, comparable, paired_rows, paper_rows
 from alitok.evaluation.report_figures import FIGURES
 
 CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
@@ -32,6 +32,14 @@ def _rel(target, start) -> str:
     return os.path.relpath(target, Path(start).parent)
 
 
+def _kind(protocol: dict) -> str:
+    """plain or ctf, with the architecture (and the tokenizer family when it is not AliTok's)."""
+    kind = protocol.get("kind", "plain")
+    tokenizer = protocol.get("tokenizer", "alitok")
+    detail = ", ".join(x for x in (protocol.get("arch"), None if tokenizer == "alitok" else f"{tokenizer} tokens") if x)
+    return f"{kind} ({detail})" if detail else kind
+
+
 def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
     lines = [
         "| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
@@ -42,7 +50,7 @@ def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
         speed = m.get("speed")
         last = next((r for r in reversed(logs.get(name, [])) if "val_loss" in r), {})
         lines.append(
-            f"| {name} | {m['protocol'].get('kind', 'alitok')} | {m['protocol'].get('control') or '–'} | "
+            f"| {name} | {_kind(m['protocol'])} | {m['protocol'].get('control') or '–'} | "
             f"{_fmt(last.get('val_loss'))} | "
             f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
             f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
@@ -205,6 +213,52 @@ def ctf_section(
     return lines
 
 
+def _pair(ours, theirs, digits: int) -> str:
+    if ours is None or theirs is None:
+        return f"{_fmt(ours, digits)} / {_fmt(theirs, digits)}"
+    return f"{ours:.{digits}f} / {theirs:.{digits}f} ({ours - theirs:+.{digits}f})"
+
+
+def paired_section(like: dict[str, dict], pairing: dict, rows: dict[str, dict]) -> list[str]:
+    """Each run beside the paper row its recipe follows (params `evaluation.paper`), like for like, with the gap;
+    speed as the CTF-over-plain ratio, the comparison that does not depend on the GPU."""
+    lines = [
+        f"Same data and extractor as the paper (Inception, ADM reference): the gaps are meaningful. Each run is set "
+        f"beside its row of {pairing['name']}'s {pairing['quality']} and {pairing['speed']} "
+        "(`evaluation.paper` in params.yaml). Cells: ours / the paper's (ours − the paper's).",
+        "",
+        "| run | paper row | FID | IS | precision | recall | images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run, m in like.items():
+        if run not in pairing["rows"]:
+            continue
+        theirs, speed = rows.get(run, {}), (m.get("speed") or {}).get("images_per_s")
+        lines.append(
+            f"| {run} | {pairing['rows'][run]} | {_pair(m['fid'], theirs.get('fid'), 2)} | "
+            f"{_pair(m['is'], theirs.get('is'), 1)} | {_pair(m['precision'], theirs.get('precision'), 2)} | "
+            f"{_pair(m['recall'], theirs.get('recall'), 2)} | "
+            f"{_fmt(speed, 2)} / {_fmt(theirs.get('images_per_s'), 2)} |"
+        )
+    ratios = []
+    for run, m in like.items():
+        plain = run.removeprefix("ctf-")
+        if run.startswith("ctf-") and plain in like and all("speed" in like[r] for r in (run, plain)):
+            ours = m["speed"]["images_per_s"] / like[plain]["speed"]["images_per_s"]
+            a, b = rows.get(run, {}).get("images_per_s"), rows.get(plain, {}).get("images_per_s")
+            ratios.append(
+                f"{plain}: ×{ours:.2f} here, ×{a / b:.2f} in the paper" if a and b else f"{plain}: ×{ours:.2f}"
+            )
+    lines.append("")
+    if ratios:
+        lines.append(
+            "Images/s are measured on different GPUs, so the speed columns are context; CTF's speed relative to the "
+            f"plain generator of its scale is comparable: {'; '.join(ratios)}."
+        )
+    lines.append("")
+    return lines
+
+
 def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str = "figures") -> str:
     """report.md's text. `out` and `fig_dir` are where the report and its figures go: links are relative to `out`."""
     out, fig_dir = Path(out), Path(fig_dir)
@@ -301,7 +355,9 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
 
     lines += ["## The papers' numbers", ""]
     like = {n: m for n, m in evals.items() if comparable(m) and not m["protocol"].get("control")}
-    if like:
+    if like and data.pairing:
+        lines += paired_section(like, data.pairing, paired_rows(data.paper, data.pairing))
+    elif like:
         lines += [
             "Same data and extractor as the papers (Inception, ADM reference): the gap is meaningful.",
             "",

@@ -77,7 +77,7 @@ def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, 
     """Every setting that moves the numbers, stored with them."""
     e = p["evaluation"]
     out = {
-        "profile": p["name"],
+        "profile": p["name"] + (f"/{p['setting']}" if p.get("setting") else ""),  # the CTF setting: its own name
         "num_samples": num_samples,
         "reference": {**e["reference"], "key": ref["name"]},
         "extractor": e["extractor"],
@@ -88,7 +88,9 @@ def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, 
         s, sc = p["generator"]["sampling"], p["generator"]["scales"][scale]
         guide = p["ctf"]["sampling"] if ctf else sc  # CTF's stage 1 follows ctf.sampling, not the scale's guidance
         out.update(
-            kind="ctf" if ctf else "alitok",
+            kind="ctf" if ctf else "plain",
+            arch=sc["arch"],  # the generator's (CTF: stage 1's) architecture
+            tokenizer=p["tokenizer"].get("family", "alitok"),
             scale=scale,
             control=control,
             weights="raw (no EMA)",

@@ -47,15 +47,32 @@ def training_steps(p: dict, scale: str | None, control: str | None) -> int:
 def parse_run(run: str) -> tuple[str, str, str | None]:
     """A generator run's name -> (kind, scale, control): "S", "S-shuffled_labels", "ctf-S" (CTF's stage 1 at
     scale S's shape). The names are folder names under generator/ and the rows of the report."""
-    kind = "ctf" if run.startswith("ctf-") else "alitok"
+    kind = "ctf" if run.startswith("ctf-") else "plain"
     scale, _, control = run.removeprefix("ctf-").partition("-")
     return kind, scale, control or None
+
+
+def imports_tokenizer(p: dict) -> bool:
+    """The tokenizer comes from a released file (params `release.tokenizer`), not from training."""
+    return "release" in p
+
+
+def imports_generators(p: dict) -> bool:
+    """The generators come from released files (params `release.generators`): the profile trains nothing, so it
+    reads no data either (release256, llamagen256). A profile that imports only its tokenizer (ctf256) trains
+    its generators on that tokenizer's codes."""
+    return bool(p.get("release", {}).get("generators"))
+
+
+def tokenizer_final_stage(p: dict) -> int:
+    """The stage whose checkpoint encodes the tokens and decodes samples: AliTok's stage 2; VQ-16 has one stage."""
+    return 1 if p["tokenizer"].get("family", "alitok") == "vq16" else 2
 
 
 def generator_runs(p: dict) -> list[str]:
     """Every generator the pipeline trains and samples: the scales to run, their controls, then CTF's runs."""
     runs = list(p["generator"]["run"])
     runs += [f"{scale}-{c}" for scale in p["generator"]["run"] for c in p["evaluation"]["controls"]]
-    if "release" not in p:  # released weights: nothing is trained, CTF included
+    if not imports_generators(p):  # released generators: nothing is trained, CTF included
         runs += [f"ctf-{scale}" for scale in p.get("ctf", {}).get("run", [])]
     return runs

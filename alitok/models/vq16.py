@@ -9,6 +9,11 @@ names are LlamaGen's, so its released state dict loads name for name (alitok/tok
 The network works on images in [-1, 1]; the interface (`encode_codes`, `decode_codes`) speaks [0, 1] like every
 tokenizer family here and converts inside. Codes are in raster order, no prefix. LlamaGen's `codebook_used`
 buffer only tracks usage during its training, so it is not created here (nor counted: 71.88M parameters at 256 px).
+
+`forward` is the training step's (alitok/tokenizer/train.py): LlamaGen's straight-through quantisation and its two
+VQ losses on the normalised vectors, the reconstruction in [0, 1] and unclamped, so the pixel loss sees what the
+decoder overshoots. The code usage it logs is the batch's own (`Quantizer.usage_stats`): no buffer, so the
+released state dict still loads name for name and a resumed run logs what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from alitok.geometry import Geometry, of_tokenizer
+from alitok.metrics.recon import perplexity
 
 GROUPS = 32  # GroupNorm's groups: every channel count must divide by it
 
@@ -217,11 +223,35 @@ class Quantizer(nn.Module):
         """(K, D): the vectors codes stand for, normalised for the lookup and the decoder alike."""
         return F.normalize(self.embedding.weight, dim=-1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (B, L, D) -> indices (B, L), by LlamaGen's expanded distance |z|² + |e|² − 2 z·e."""
-        z, e = F.normalize(z, dim=-1), self.codebook()
+    @staticmethod
+    def nearest(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Normalised z (B, L, D) and codebook e (K, D) -> indices (B, L), by LlamaGen's expanded distance
+        |z|² + |e|² − 2 z·e (the first index on ties)."""
         d = z.pow(2).sum(-1, keepdim=True) + e.pow(2).sum(-1) - 2 * torch.einsum("bld,kd->blk", z, e)
-        return d.argmin(-1)  # the first index on ties
+        return d.argmin(-1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, L, D) -> indices (B, L)."""
+        return self.nearest(F.normalize(z, dim=-1), self.codebook())
+
+    def straight_through(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """z: (B, L, D) -> the straight-through z_q (B, L, D), indices (B, L) and the unweighted losses, LlamaGen's
+        on the normalised vectors: "codebook" mean((e − sg z)²) moves the codes, "commitment" mean((sg e − z)²) the
+        encoder (LlamaGen weighs them 1 and 0.25). In fp32 under autocast too, so fp16 cannot flip a nearest code."""
+        with torch.autocast(z.device.type, enabled=False):
+            z, e = F.normalize(z.float(), dim=-1), self.codebook().float()
+            indices = self.nearest(z, e)
+            e = F.embedding(indices, e)
+            losses = {"commitment": F.mse_loss(z, e.detach()), "codebook": F.mse_loss(z.detach(), e)}
+            z_q = z + (e - z).detach()  # the value of the code, the gradient of the normalised feature
+        return z_q, indices, losses
+
+    def usage_stats(self, codes: torch.Tensor) -> dict[str, float]:
+        """The log keys of AliTok's quantizer (`VectorQuantizer.usage_stats`), of these codes (a training batch's):
+        the fraction of the codebook among them and the perplexity of their distribution. A batch of fewer codes
+        than the codebook bounds the fraction; AliTok's is an EMA over many batches."""
+        counts = torch.bincount(codes.flatten(), minlength=self.embedding.num_embeddings)
+        return {"codebook_used": float((counts > 0).float().mean()), "codebook_perplexity": perplexity(counts)}
 
 
 class VQ16(nn.Module):
@@ -243,15 +273,28 @@ class VQ16(nn.Module):
 
     def encode_codes(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images in [0, 1] -> (B, grid²) codes in raster order."""
-        z = self.quant_conv(self.encoder(images * 2 - 1))
-        return self.quantize(rearrange(z, "b d h w -> b (h w) d"))
+        return self.quantize(self.features(images))
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, grid²) codes -> (B, 3, H, W) images in [0, 1], clamped as LlamaGen's sampler clamps its [-1, 1]."""
-        z = rearrange(F.embedding(codes, self.quantize.codebook()), "b (h w) d -> b d h w", h=self.geometry.grid)
-        x = self.decoder(self.post_quant_conv(z))
-        return ((x + 1) / 2).clamp(0, 1)
+        return self.decode(F.embedding(codes, self.quantize.codebook())).clamp(0, 1)
 
     def codebook_vectors(self) -> torch.Tensor:
         """(codebook_size, code_dim), L2-normalised: the vectors the quantizer compares and the decoder reads."""
         return self.quantize.codebook().detach()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images in [0, 1] -> the encoder's (B, grid², code_dim) features before quantisation."""
+        return rearrange(self.quant_conv(self.encoder(images * 2 - 1)), "b d h w -> b (h w) d")
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """(B, grid², code_dim) quantised features -> (B, 3, H, W) images in [0, 1], not clamped."""
+        x = self.decoder(self.post_quant_conv(rearrange(z_q, "b (h w) d -> b d h w", h=self.geometry.grid)))
+        return (x + 1) / 2
+
+    def forward(self, images: torch.Tensor) -> dict:
+        """A training step's outputs for images in [0, 1]: "image", the reconstruction in [0, 1] unclamped; "codes"
+        (B, grid²); "z", the features before quantisation; the unweighted "commitment" and "codebook" losses."""
+        z = self.features(images)
+        z_q, codes, losses = self.quantize.straight_through(z)
+        return {"image": self.decode(z_q), "codes": codes, "z": z, **losses}

@@ -2,6 +2,9 @@
 
 rFID compares held-out originals with their reconstructions through the domain classifier's features
 (torch-fidelity with the classifier registered as its extractor), so it means something offline.
+
+Either tokenizer family (alitok/tokenizer/release.py `load_tokenizer`): sizes from `geometry`, a reconstruction
+the decoding of the image's codes (`encode_codes`, `decode_codes`); AliTok's keeps its forward (`encode_decode`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from alitok import atomic, cliargs
 from alitok.data import manifest, transforms
 from alitok.metrics import recon as recon_metrics
 from alitok.models.tokenizer import Tokenizer
+from alitok.models.vq16 import VQ16
 from alitok.tokenizer.release import load_tokenizer
 
 log = logging.getLogger("alitok.tokenizer")
@@ -42,14 +46,25 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).to(torch.uint8)
 
 
+def encode_decode(model: Tokenizer | VQ16, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1] -> (reconstructions in about [0, 1], codes). AliTok's through its forward, as before the
+    interface existed: its straight-through z_q is z + (e − z), one rounding away from the code e that
+    decode_codes reads (up to 6e-8 in the output), and its metrics stay those of earlier runs."""
+    if isinstance(model, Tokenizer):
+        out = model(x)
+        return out["image"], out["indices"]
+    codes = model.encode_codes(x)
+    return model.decode_codes(codes), codes
+
+
 @torch.no_grad()
-def reconstruct(model: Tokenizer, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reconstructions (uint8) and token indices of uint8 images."""
+def reconstruct(model: Tokenizer | VQ16, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, ...]:
+    """Reconstructions (uint8) and codes of uint8 images."""
     outs, codes = [], []
     for i in tqdm(range(0, len(images), batch_size), desc="reconstruct", unit="batch", file=sys.stderr):
-        out = model(images[i : i + batch_size].float() / 255)
-        outs.append(to_uint8(out["image"]))
-        codes.append(out["indices"])
+        image, code = encode_decode(model, images[i : i + batch_size].float() / 255)
+        outs.append(to_uint8(image))
+        codes.append(code)
     return torch.cat(outs), torch.cat(codes)
 
 
@@ -76,11 +91,11 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     from alitok.metrics import fidelity
 
     model = load_tokenizer(tokenizer_ckpt)
-    cfg = model.config
-    originals, records = held_out_images(val_csv, dataset_json, cfg.image_size)
+    geometry = model.geometry
+    originals, records = held_out_images(val_csv, dataset_json, geometry.image_size)
     recons, codes = reconstruct(model, originals)
     x, y = originals.float() / 255, recons.float() / 255
-    counts = torch.bincount(codes.flatten(), minlength=cfg.codebook_size).double()
+    counts = torch.bincount(codes.flatten(), minlength=geometry.codebook_size).double()
     metrics = {
         "psnr": float(recon_metrics.psnr(x, y).mean()),
         "ssim": float(recon_metrics.ssim(x, y).mean()),
@@ -90,7 +105,8 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
         "codebook_used_fraction": float((counts > 0).double().mean()),
         "codebook_perplexity": recon_metrics.perplexity(counts),
         "num_images": len(records),
-        "stage": model.stage,
+        "family": "alitok" if isinstance(model, Tokenizer) else "vq16",
+        "stage": model.stage if isinstance(model, Tokenizer) else 1,  # VQ-16 is trained in one stage
         "checkpoint": str(tokenizer_ckpt),
         "uint8_conversion": "truncate",
         "crop": "adm_center",

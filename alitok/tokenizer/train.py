@@ -1,8 +1,11 @@
-"""Two-stage tokenizer training: each stage runs its phases (the released recipe's restarts) from params.
+"""Tokenizer training: each stage runs its phases (the released recipe's restarts) from params.
 
-Stage 1 trains encoder, codebook and the causal decoder; stage 2 freezes encoder and codebook and trains a
-bidirectional decoder initialised from stage 1. The same loop, with the stage-1 model and stage 2's phase
-table, gives the control that stage 2 must beat ("stage 1 continued for the same number of steps").
+Two families (`tokenizer.family`). AliTok's trains in two stages: stage 1 trains encoder, codebook and the causal
+decoder; stage 2 freezes encoder and codebook and trains a bidirectional decoder initialised from stage 1. The
+same loop, with the stage-1 model and stage 2's phase table, gives the control that stage 2 must beat ("stage 1
+continued for the same number of steps"). LlamaGen's VQ-16 has stage 1 only, LlamaGen's VQ losses and no
+auxiliary head nor codebook revival; its phases, perceptual and GAN terms, optimiser and precision are AliTok's
+(`family_parts` holds what differs).
 
 Runs as one process or under `torchrun` (DDP). Everything exact resume needs is checkpointed every
 `checkpoint_every` steps into a work directory outside the rule's outputs (Snakemake deletes the outputs of
@@ -16,7 +19,8 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,10 +28,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from alitok import atomic, cliargs, plots, reads
-from alitok.config import section_hash
+from alitok.config import ParamsError, section_hash
 from alitok.data import manifest
 from alitok.data.loader import TrainImages, train_loader
+from alitok.geometry import family
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
+from alitok.models.vq16 import VQ16, VQ16Config
 from alitok.tokenizer import losses
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
@@ -47,6 +53,64 @@ CURVES = [
 
 def model_config(p: dict) -> TokenizerConfig:
     return TokenizerConfig(image_size=p["data"]["image_size"], **p["tokenizer"]["model"])
+
+
+def vq16_config(p: dict) -> VQ16Config:
+    return VQ16Config(image_size=p["data"]["image_size"], **p["tokenizer"]["vq16"])
+
+
+@dataclass
+class FamilyParts:
+    """What the training loop does differently per tokenizer family; the rest of a step is the same."""
+
+    model: torch.nn.Module
+    codebook: torch.nn.Parameter  # its own optimiser group, at `codebook_lr_scale`
+    aux: Callable[[dict, torch.Tensor], torch.Tensor | None]  # (outputs, images) -> the auxiliary loss, or None
+    revive: Callable[[dict], None] | None  # after each optimiser step (AliTok's CVQ revival), or None
+    usage: Callable[[dict], dict]  # outputs -> the codebook usage logged (codebook_used, codebook_perplexity)
+    entry: dict  # keys the final checkpoint adds: VQ-16's records its family; AliTok's stay as they were
+
+
+def check_stage(p: dict, stage: int, phases_from: int | None) -> None:
+    """VQ-16 has one training stage (LlamaGen trains it once): refuse its stage 2 and the stage-2 control."""
+    if family(p) == "vq16" and (stage, phases_from or stage) != (1, 1):
+        asked = f"--stage {stage}" + (f" --phases-from {phases_from}" if phases_from else "")
+        raise ParamsError(
+            f"tokenizer.family vq16 has one training stage (LlamaGen trains VQ-16 once), not {asked}: "
+            "stage 2 and the continued-stage-1 control are AliTok's"
+        )
+
+
+def family_parts(p: dict, stage: int) -> FamilyParts:
+    """The params' tokenizer family, freshly initialised from the current torch RNG state."""
+    q = p["tokenizer"]["quantizer"]
+    if family(p) == "vq16":
+        model = VQ16(vq16_config(p))
+        return FamilyParts(
+            model=model,
+            codebook=model.quantize.embedding.weight,
+            aux=lambda outputs, x: None,
+            revive=None,
+            usage=lambda outputs: model.quantize.usage_stats(outputs["codes"]),
+            entry={"family": "vq16"},
+        )
+    cfg = model_config(p)
+    model = Tokenizer(cfg, stage, usage_decay=q["usage_decay"], codebook_init_std=q["init_std"])
+
+    def aux(outputs, x):
+        return None if outputs["aux"] is None else F.mse_loss(outputs["aux"].float(), prefix_target(x, cfg))
+
+    def revive(outputs):
+        model.quantizer.revive(outputs["z"].detach().float())
+
+    return FamilyParts(
+        model=model,
+        codebook=model.quantizer.codebook,
+        aux=aux,
+        revive=revive if stage == 1 and q["revival"] else None,
+        usage=lambda outputs: model.quantizer.usage_stats(),
+        entry={},
+    )
 
 
 def phase_at(phases: list[dict], step: int) -> tuple[dict, int]:
@@ -100,18 +164,19 @@ def run(
     curve_out=None,
 ) -> dict:
     """Train one tokenizer stage (or the stage-1 control with `phases_from=2`) and write `out` and `log_out`."""
+    check_stage(p, stage, phases_from)
     d = distributed.setup()
     tok, tr = p["tokenizer"], p["tokenizer"]["training"]
     phases = tok[f"stage{phases_from or stage}"]
     total_steps = sum(ph["steps"] for ph in phases)
-    cfg = model_config(p)
+    image_size = p["data"]["image_size"]
     work_dir, out, log_out = Path(work_dir), Path(out), Path(log_out)
     if d.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
     run_hash = section_hash(  # what it reads from params, and where it starts
         {
             **reads.train_tokenizer(p, stage, phases_from),
-            "image_size": cfg.image_size,
+            "image_size": image_size,
             "stage": stage,
             "phases_from": phases_from,
             "init": checkpoint_digest(init),
@@ -119,9 +184,8 @@ def run(
     )
 
     torch.manual_seed(tr["seed"])
-    model = Tokenizer(
-        cfg, stage, usage_decay=tok["quantizer"]["usage_decay"], codebook_init_std=tok["quantizer"]["init_std"]
-    )
+    parts = family_parts(p, stage)
+    model = parts.model
     if init is not None:
         source = checkpoint.load(init, kind="tokenizer")
         if stage == 2:
@@ -136,7 +200,7 @@ def run(
     opt_g = _optimizer(
         model.parameters(),
         tok["optimizer"],
-        scaled=[model.quantizer.codebook],
+        scaled=[parts.codebook],
         lr_scale=tok["quantizer"]["codebook_lr_scale"],
     )
     opt_d = _optimizer(disc.parameters(), tok["optimizer"])
@@ -150,7 +214,7 @@ def run(
     ddp_model = model if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(model)
     ddp_disc = disc if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(disc)
     info = manifest.read_dataset_info(dataset_json)
-    data = TrainImages(manifest.read_manifest(train_csv), info["root"], cfg.image_size, tr["seed"])
+    data = TrainImages(manifest.read_manifest(train_csv), info["root"], image_size, tr["seed"])
     loader = train_loader(data, tr, d, range(step, total_steps))
     weights = {
         "recon": tok["loss"]["recon_weight"],
@@ -182,8 +246,9 @@ def run(
             if stage == 1:
                 terms["commitment"] = outputs["commitment"]
                 terms["codebook"] = outputs["codebook"]
-                if outputs["aux"] is not None:
-                    terms["aux"] = F.mse_loss(outputs["aux"].float(), prefix_target(x, cfg))
+                aux = parts.aux(outputs, x)
+                if aux is not None:
+                    terms["aux"] = aux
             if phase["perceptual_weight"] > 0:
                 terms["perceptual"] = perceptual.logits_mse(recon, x)
                 weights["perceptual"] = phase["perceptual_weight"]
@@ -201,8 +266,8 @@ def run(
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tok["optimizer"]["grad_clip"])
         scaler.step(opt_g)
         scaler.update()
-        if stage == 1 and tok["quantizer"]["revival"]:
-            model.quantizer.revive(outputs["z"].detach().float())
+        if parts.revive is not None:
+            parts.revive(outputs)
 
         if phase["gan_weight"] > 0:
             opt_d.zero_grad(set_to_none=True)
@@ -232,7 +297,7 @@ def run(
                 **{name: value.item() for name, value in terms.items()},
             }
             if stage == 1:
-                record.update(model.quantizer.usage_stats())
+                record.update(parts.usage(outputs))
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{loss.item():.4f}", phase=phase["name"])
@@ -259,8 +324,9 @@ def run(
         final = {
             "format": FORMAT,
             "kind": "tokenizer",
+            **parts.entry,
             "stage": stage,
-            "config": asdict(cfg),
+            "config": asdict(model.config),
             "model": model.state_dict(),
             "params_hash": run_hash,
             "steps": total_steps,

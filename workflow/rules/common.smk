@@ -4,8 +4,9 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from alitok import reads
+from alitok.ctf import setting as ctf_setting
 from alitok.evaluation.summary import curve_names
-from alitok.generator.runs import generator_runs as runs_of, parse_run
+from alitok.generator.runs import generator_runs as runs_of, imports_generators, parse_run, tokenizer_final_stage
 
 # Helpers of the rule files (which call only these, never each other's): which inputs exist depends on the profile.
 
@@ -13,13 +14,14 @@ from alitok.generator.runs import generator_runs as runs_of, parse_run
 # params profile and the tags of the job's MLflow child run; then the job's log. The rule adds its own paths.
 CALL = "{params.alitok} --mlflow-rule {rule} --log {log}"
 
-# Rules the ablations reuse write under {OUT}/{u}: `u` is empty for the profile's own runs and
-# "ablation/seed<N>/<unit>/" for an ablation unit, whose files keep the same layout below it.
+# Rules that derived params reuse write under {OUT}/{u}: `u` is empty for the profile's own runs,
+# "ablation/seed<N>/<unit>/" for an ablation unit and "ctf_setting/" for the profile's CTF setting
+# (alitok/ctf/setting.py), whose files keep the same layout below it.
 U = f"{OUT}/{{u}}"
-CTF = f"{OUT}/ctf"
+SETTING = f"{ctf_setting.NAME}/"
 
 wildcard_constraints:
-    u=r"(ablation/seed\d+/[^/]+/)?",
+    u=rf"(ablation/seed\d+/[^/]+/|{SETTING})?",
 
 
 def data_files(*names):
@@ -51,9 +53,9 @@ def unit_file(unit, seed, path):
 
 
 def unit_of(wildcards):
-    """(unit, seed) of an ablation job, None for the profile's own."""
+    """(unit, seed) of an ablation job, None for the profile's own or its CTF setting's."""
     u = getattr(wildcards, "u", "")
-    if not u:
+    if not u.startswith("ablation/"):
         return None
     _, seed, unit = u.strip("/").split("/")
     return unit, int(seed.removeprefix("seed"))
@@ -65,22 +67,43 @@ def unit_params(unit, seed):
     return ablation_units.load(config, f"{PROFILE}/{unit}/seed{seed}", schema=SCHEMA)
 
 
-def command(name, *, ddp=False, **options):
+@functools.cache
+def setting_params():
+    """The params of the profile's CTF setting (alitok.ctf.setting.derive)."""
+    return ablation_units.load(config, f"{PROFILE}/{ctf_setting.NAME}", schema=SCHEMA)
+
+
+def job_profile(wildcards, u=None):
+    """The params name a job runs under: the profile's, an ablation unit's or the CTF setting's, from the job's `u`
+    (a wildcard, or given for rules without one)."""
+    unit = unit_of(wildcards)
+    if unit is not None:
+        return "{}/{}/seed{}".format(PROFILE, *unit)
+    return f"{PROFILE}/{ctf_setting.NAME}" if (u or getattr(wildcards, "u", "")) == SETTING else PROFILE
+
+
+def job_params(wildcards, u=None):
+    unit = unit_of(wildcards)
+    if unit is not None:
+        return unit_params(*unit)
+    return setting_params() if (u or getattr(wildcards, "u", "")) == SETTING else P
+
+
+def command(name, *, ddp=False, u=None, **options):
     """A rule's `params:` for `alitok <name>`: `alitok`, its call (torchrun with one process per GPU of the job when
     `ddp`) under the job's profile (an ablation unit's, from `u`) with its MLflow tags, and `reads`, what it reads
     from params (alitok.reads: the rerun trigger, and what MLflow logs). `options` (values or functions of the
-    wildcards) are the declaration's, as in alitok.reads."""
+    wildcards) are the declaration's, as in alitok.reads. `u`: the params' folder prefix (as the wildcard) for a
+    rule without the wildcard."""
 
     def call(wildcards, resources):
-        unit = unit_of(wildcards)
-        profile = PROFILE if unit is None else "{}/{}/seed{}".format(PROFILE, *unit)
+        profile = job_profile(wildcards, u)
         launch = f"torchrun --standalone --nproc-per-node {resources.gpu} -m alitok" if ddp and resources.gpu > 1 else "alitok"
         tags = ",".join(f"{k}={v}" for k, v in wildcards.items() if k != "u")
         return f"{launch} {name} --params params.yaml --profile {profile} --mlflow-wildcards '{tags}'"
 
     def read(wildcards):
-        unit = unit_of(wildcards)
-        p = P if unit is None else unit_params(*unit)
+        p = job_params(wildcards, u)
         given = {k: v(wildcards) if callable(v) else v for k, v in options.items()}
         return reads.of(name, p, **given)
 
@@ -111,25 +134,38 @@ def torch_threads(rule):
     return lambda wildcards: 1 if unit_of(wildcards) else share
 
 
+# Files the user provides (the dataset, weights, reference batches) that do not exist: each rule that reads one
+# names it here while the rules are parsed, and the Snakefile lists them all at once afterwards, each with what to
+# put where, so one dry run shows everything a paper-scale profile still needs.
+MISSING = []
+
+
 def dataset_root():
     """The ImageFolder tree the data stage scans: generated for the embedded source, else params."""
     if P["data"]["source"] == "embedded":
         return f"{OUT}/data/images"
     root = P["data"]["root"]
     if not os.path.isdir(root):
-        raise WorkflowError(
-            f"params profile '{PROFILE}': data.root = {root} is not a directory. Put the dataset there "
-            "(train/<wnid>/*.JPEG and val/, see docs/data.md) or set data.root in params.yaml."
-        )
+        MISSING.append(f"data.root = {root} is not a directory. Put the dataset there (train/<wnid>/*.JPEG and val/, "
+                       "see docs/data.md) or set data.root in params.yaml.")
     return root
 
 
 def local_file(path, key, what):
-    """A file the user provides (weights, reference batches): missing is an error saying what goes where."""
+    """A file the user provides (weights, reference batches): a missing one is listed, saying what goes where."""
     if not os.path.isfile(path):
-        raise WorkflowError(f"params profile '{PROFILE}': {key} = {path} does not exist. Put {what} there or set "
-                            f"{key} in params.yaml (docs/evaluation.md).")
+        MISSING.append(f"{key} = {path} does not exist. Put {what} there or set {key} in params.yaml "
+                       "(docs/evaluation.md).")
     return path
+
+
+def missing_inputs_error():
+    """One error listing every missing user file (None when all are in place)."""
+    if not MISSING:
+        return None
+    lines = "\n".join(f"  - {m}" for m in dict.fromkeys(MISSING))  # once each, in the order found
+    return WorkflowError(f"params profile '{PROFILE}': {len(set(MISSING))} input(s) the pipeline cannot make are "
+                         f"missing:\n{lines}")
 
 
 def uses_classifier():
@@ -137,8 +173,20 @@ def uses_classifier():
     return P["data"]["source"] == "embedded"
 
 
-def uses_ctf():
-    return bool(P.get("ctf", {}).get("run")) and "release" not in P
+def uses_ctf(p=None):
+    p = P if p is None else p
+    return bool(p.get("ctf", {}).get("run")) and not imports_generators(p)
+
+
+def has_ctf_setting():
+    return "ctf_setting" in P and not imports_generators(P) and uses_classifier()
+
+
+def final_tokenizer(wildcards=None):
+    """The checkpoint that encodes the tokens and decodes the samples (AliTok's stage 2, VQ-16's one stage)."""
+    u = getattr(wildcards, "u", "") if wildcards is not None else ""
+    p = P if wildcards is None else job_params(wildcards)
+    return f"{OUT}/{u}tokenizer/stage{tokenizer_final_stage(p)}.pt"
 
 
 def perceptual_net_input(wildcards):
@@ -156,7 +204,7 @@ def tokens_dir(split):
 
     def path(wildcards):
         unit = unit_of(wildcards)
-        owner = "" if unit is None else unit_prefix(ablation_units.tokenizer_unit(P, unit[0]), unit[1])
+        owner = wildcards.u if unit is None else unit_prefix(ablation_units.tokenizer_unit(P, unit[0]), unit[1])
         return f"{OUT}/{owner}tokens/{split}"
 
     return path
@@ -164,7 +212,7 @@ def tokens_dir(split):
 
 def tokens_tokenizer(wildcards):
     """Tokens come from the final tokenizer; an ablation row's from its stage 1 (stage 2 freezes the encoder)."""
-    return f"{OUT}/{wildcards.u}tokenizer/{'stage1' if wildcards.u else 'stage2'}.pt"
+    return f"{OUT}/{wildcards.u}tokenizer/stage1.pt" if unit_of(wildcards) else final_tokenizer(wildcards)
 
 
 def ablation_decoder(unit, seed):
@@ -176,20 +224,20 @@ def ablation_decoder(unit, seed):
 
 def clustered_tokenizer(wildcards):
     unit = unit_of(wildcards)
-    return f"{OUT}/tokenizer/stage2.pt" if unit is None else ablation_decoder(*unit)
+    return final_tokenizer(wildcards) if unit is None else ablation_decoder(*unit)
 
 
 def coarse_map(wildcards):
     """CTF's map: the profile's, or that of the point that owns an ablation unit's cluster count."""
     unit = unit_of(wildcards)
     if unit is None:
-        return f"{OUT}/ctf/coarse_map.json"
+        return f"{OUT}/{wildcards.u}ctf/coarse_map.json"
     owner = ablation_units.ctf_owner(P, ablation_units.points(P)[unit[0]]["clusters"])
     return f"{OUT}/{unit_prefix(owner, unit[1])}ctf/coarse_map.json"
 
 
-def generator_runs():
-    return runs_of(P)
+def generator_runs(p=None):
+    return runs_of(P if p is None else p)
 
 
 def run_scale(wildcards):
@@ -213,7 +261,8 @@ def ctf_inputs(wildcards):
     """A run's CTF files: the coarse map for stage 1, and stage 2 too for sampling and timing."""
     if not is_ctf_run(wildcards):
         return {}
-    return {"coarse_map": f"{OUT}/ctf/coarse_map.json", "stage2": f"{OUT}/ctf/stage2/model.pt"}
+    ctf = f"{OUT}/{wildcards.u}ctf"
+    return {"coarse_map": f"{ctf}/coarse_map.json", "stage2": f"{ctf}/stage2/model.pt"}
 
 
 def ctf_args(wildcards, input):
@@ -232,31 +281,46 @@ def report_file(path):
     return report(path, category="results")
 
 
-def reported_tokenizer_stages():
+def compares_tokenizer_stages(p=None):
+    """Stage 2 against stage 1 trained on (docs/tokenizer.md): AliTok's two stages, when params ask for it."""
+    p = P if p is None else p
+    return tokenizer_final_stage(p) == 2 and p["tokenizer"]["training"]["compare_stage1_continued"]
+
+
+def reported_tokenizer_stages(p=None):
     """The tokenizer stages the report covers (embedded data only: their metrics use the domain classifier)."""
-    if not uses_classifier():
+    p = P if p is None else p
+    if not uses_classifier() or "release" in p:
         return []
-    continued = ["stage1_continued"] if P["tokenizer"]["training"]["compare_stage1_continued"] else []
-    return ["stage1", *continued, "stage2"]
+    continued = ["stage1_continued"] if compares_tokenizer_stages(p) else []
+    return ["stage1", *continued, *(["stage2"] if tokenizer_final_stage(p) == 2 else [])]
 
 
-def report_curves():
-    if "release" in P:  # imported weights come without training logs
+def report_curves(u="", p=None):
+    """The per-run curve files a report writes (what `dvc plots` draws): none for imported generators."""
+    p = P if p is None else p
+    if imports_generators(p):
         return []
-    names = curve_names(generator_runs(), reported_tokenizer_stages(), ["ctf_stage2"] if uses_ctf() else [])
-    return [f"{OUT}/curves/{kind}/{name}.json" for kind in names for name in names[kind]]
+    names = curve_names(generator_runs(p), reported_tokenizer_stages(p), ["ctf_stage2"] if uses_ctf(p) else [])
+    return [f"{OUT}/{u}curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 
 def final_targets():
-    if "release" in P:  # released weights: no data, no training; sample, evaluate, report
-        return [f"{OUT}/tokenizer/stage2.pt", f"{OUT}/report.md", f"{OUT}/metrics.json"]  # no logs, no curves
-    targets = [f"{OUT}/data/dataset.json", f"{OUT}/tokenizer/stage2.pt"]
+    if imports_generators(P):  # released weights: no data, no training; sample, evaluate, report
+        return [final_tokenizer(), f"{OUT}/report.md", f"{OUT}/metrics.json"]  # no logs, no curves
+    targets = [f"{OUT}/data/dataset.json", final_tokenizer()]
     targets += [f"{OUT}/generator/{run}/samples_grid.png" for run in generator_runs()]
     targets += [f"{OUT}/report.md", f"{OUT}/metrics.json", *report_curves()]  # every output DVC reads
     if uses_classifier():
         # reconstruction metrics use the domain classifier; ImageNet rFID (Inception) comes with evaluation
         targets.append(f"{OUT}/classifier/metrics.json")
-        targets += [f"{OUT}/tokenizer/{v}_metrics.json" for v in ("stage1", "stage2")]
-        if P["tokenizer"]["training"]["compare_stage1_continued"]:
+        targets += [f"{OUT}/tokenizer/{v}_metrics.json" for v in reported_tokenizer_stages() if v != "stage1_continued"]
+        if compares_tokenizer_stages():
             targets.append(f"{OUT}/tokenizer/stage_comparison.md")
     return targets
+
+
+def setting_targets():
+    """The CTF setting's report and what DVC reads of it (`snakemake ctf_setting`, outside `all`)."""
+    out = f"{OUT}/{SETTING}"
+    return [f"{out}report.md", f"{out}metrics.json", *report_curves(SETTING, setting_params())]

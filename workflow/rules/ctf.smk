@@ -56,21 +56,21 @@ if uses_ctf() and uses_classifier():  # rFID with the domain classifier, as eval
     rule ctf_redundancy:
         """The paper's Fig. 1b as numbers: every held-out token swapped within its cluster, or anywhere."""
         input:
-            tokenizer=f"{OUT}/tokenizer/stage2.pt",
-            coarse_map=f"{CTF}/coarse_map.json",
+            tokenizer=final_tokenizer,
+            coarse_map=f"{U}ctf/coarse_map.json",
             **data_files("val", "info"),
             classifier=f"{OUT}/classifier/model.pt",
         output:
-            f"{CTF}/redundancy.json",
+            f"{U}ctf/redundancy.json",
         params:
             **command("ctf-redundancy"),
         threads: torch_threads("ctf_redundancy")
         resources:
             **job_resources("ctf_redundancy"),
         log:
-            f"{LOGS}/ctf_redundancy.log",
+            f"{LOGS}/{{u}}ctf_redundancy.log",
         benchmark:
-            f"{OUT}/benchmarks/ctf_redundancy.tsv"
+            f"{U}benchmarks/ctf_redundancy.tsv"
         shell:
             CALL + " --tokenizer {input.tokenizer} --coarse-map {input.coarse_map} --val {input.val}"
             " --dataset {input.info} --classifier {input.classifier} --out {output}"

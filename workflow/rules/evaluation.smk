@@ -18,6 +18,9 @@ def reference_inputs(wildcards=None):
                                     "the ADM reference batch (e.g. VIRTUAL_imagenet256_labeled.npz)")}
 
 
+reference_inputs()  # a missing reference batch is listed with the other missing files while parsing (MISSING)
+
+
 def dataset_info(wildcards):
     # class count for chance, and split references; the released-weights profile reads no dataset
     return {"info": f"{OUT}/data/dataset.json"} if uses_classifier() or EVAL["reference"]["kind"] == "split" else {}
@@ -32,12 +35,12 @@ rule evaluate_generator:
         unpack(reference_inputs),
         unpack(dataset_info),
         unpack(ctf_inputs),  # CTF runs: stage 2 and the map, to time both stages
-        samples=f"{OUT}/generator/{{run}}/samples.npz",
-        generator=f"{OUT}/generator/{{run}}/model.pt",
-        tokenizer=f"{OUT}/tokenizer/stage2.pt",
+        samples=f"{U}generator/{{run}}/samples.npz",
+        generator=f"{U}generator/{{run}}/model.pt",
+        tokenizer=final_tokenizer,
         weights=extractor_weights(),
     output:
-        f"{OUT}/evaluation/{{run}}.json",
+        f"{U}evaluation/{{run}}.json",
     params:
         **command("evaluate"),
         what=lambda wildcards, input: f"--samples {input.samples} --scale {run_scale(wildcards)} "
@@ -50,9 +53,9 @@ rule evaluate_generator:
     resources:
         **job_resources("evaluate_generator"),
     log:
-        f"{LOGS}/evaluate_generator_{{run}}.log",
+        f"{LOGS}/{{u}}evaluate_generator_{{run}}.log",
     benchmark:
-        f"{OUT}/benchmarks/evaluate_generator_{{run}}.tsv"
+        f"{U}benchmarks/evaluate_generator_{{run}}.tsv"
     shell:
         CALL + " {params.what} {params.ctf} --extractor-weights {input.weights} {params.dataset} {params.reference}"
         " --cache-dir {params.cache} --out {output}"
@@ -79,36 +82,33 @@ use rule evaluate_generator as evaluate_real with:
         f"{OUT}/benchmarks/evaluate_real.tsv"
 
 
-def report_manifest(wildcards=None):
+def report_manifest(u="", p=None):
     """The report's input files by role (alitok/evaluation/report_data.py): one entry per generator run, the
-    tokenizer stages, CTF's files. A new input goes here and in report_data.collect, nowhere else."""
-    runs = {r: {"evaluation": f"{OUT}/evaluation/{r}.json", "generator": f"{OUT}/generator/{r}/model.pt"}
-            | ({} if "release" in P else {"log": f"{OUT}/generator/{r}/log.jsonl"})  # imported weights: no logs
-            for r in generator_runs()}
+    tokenizer stages, CTF's files; `u` and `p`: the CTF setting's folder and params. A new input goes here and in
+    report_data.collect, nowhere else."""
+    p, out = P if p is None else p, f"{OUT}/{u}"
+    runs = {r: {"evaluation": f"{out}evaluation/{r}.json", "generator": f"{out}generator/{r}/model.pt"}
+            | ({} if imports_generators(p) else {"log": f"{out}generator/{r}/log.jsonl"})  # imported: no logs
+            for r in generator_runs(p)}
     manifest = {"runs": runs, "paper": "results/paper/published.csv"}
-    if uses_classifier():  # the floor and ceiling of the embedded data's numbers, and the tokenizer's
+    if uses_classifier():  # the floor and ceiling of the embedded data's numbers (shared), and the tokenizer's
         manifest |= {"real": f"{OUT}/evaluation/real_val.json", "classifier": f"{OUT}/classifier/metrics.json"}
-        if P["tokenizer"]["training"]["compare_stage1_continued"]:
-            manifest["comparison"] = f"{OUT}/tokenizer/stage_comparison.md"
-        manifest["tokenizer"] = {v: {"metrics": f"{OUT}/tokenizer/{v}_metrics.json",
-                                     "log": f"{OUT}/tokenizer/{v}_log.jsonl"} for v in reported_tokenizer_stages()}
-    if uses_ctf():
-        manifest["ctf"] = {"map": f"{CTF}/coarse_map.json", "stage2": f"{CTF}/stage2/model.pt",
-                           "stage2_log": f"{CTF}/stage2/log.jsonl"}
+        if compares_tokenizer_stages(p):
+            manifest["comparison"] = f"{out}tokenizer/stage_comparison.md"
+        manifest["tokenizer"] = {v: {"metrics": f"{out}tokenizer/{v}_metrics.json",
+                                     "log": f"{out}tokenizer/{v}_log.jsonl"} for v in reported_tokenizer_stages(p)}
+    if uses_ctf(p):
+        manifest["ctf"] = {"map": f"{out}ctf/coarse_map.json", "stage2": f"{out}ctf/stage2/model.pt",
+                           "stage2_log": f"{out}ctf/stage2/log.jsonl"}
         if uses_classifier():
-            manifest["ctf"]["redundancy"] = f"{CTF}/redundancy.json"
+            manifest["ctf"]["redundancy"] = f"{out}ctf/redundancy.json"
     return manifest
-
-
-def report_inputs(wildcards):
-    """Every file of the manifest: what the report waits for."""
-    return manifest_files(report_manifest(wildcards))
 
 
 rule write_report:
     """Our numbers with their context, beside the papers'; `snakemake --report` embeds the same figures."""
     input:
-        report_inputs,
+        manifest_files(report_manifest()),
     output:
         report=f"{OUT}/report.md",
         figures=[report_file(f"{OUT}/figures/{f}") for f in REPORT_FIGURES],
@@ -116,7 +116,7 @@ rule write_report:
         curves=report_curves(),  # what `dvc plots` draws
     params:
         **command("report"),
-        manifest=lambda wildcards: json.dumps(report_manifest(wildcards)),  # the inputs by role, one argument
+        manifest=json.dumps(report_manifest()),  # the inputs by role, one argument
         figure_dir=f"{OUT}/figures",
         curves_dir=f"{OUT}/curves",
     resources:
@@ -126,3 +126,27 @@ rule write_report:
     shell:
         CALL + " --manifest {params.manifest:q} --out {output.report} --figure-dir {params.figure_dir}"
         " --metrics-out {output.metrics} --curves-dir {params.curves_dir}"
+
+
+# The CTF setting's report (`snakemake ctf_setting`): its runs with the same context and controls.
+if has_ctf_setting():
+
+    use rule write_report as write_setting_report with:
+        input:
+            manifest_files(report_manifest(SETTING, setting_params())),
+        output:
+            report=f"{OUT}/{SETTING}report.md",
+            figures=[report_file(f"{OUT}/{SETTING}figures/{f}") for f in REPORT_FIGURES],
+            metrics=f"{OUT}/{SETTING}metrics.json",
+            curves=report_curves(SETTING, setting_params()),
+        params:
+            **command("report", u=SETTING),
+            manifest=json.dumps(report_manifest(SETTING, setting_params())),
+            figure_dir=f"{OUT}/{SETTING}figures",
+            curves_dir=f"{OUT}/{SETTING}curves",
+        log:
+            f"{LOGS}/{SETTING}report.log",
+
+    rule ctf_setting:  # the target, not part of `all` (docs/ctf.md)
+        input:
+            setting_targets(),

@@ -19,7 +19,7 @@ wildcard_constraints:
     run=f"(({SCALES})(-({'|'.join(CONTROLS)}))?|ctf-({SCALES}))",
 
 
-if "release" not in P:  # released weights are imported instead (release.smk)
+if not imports_generators(P):  # released weights are imported instead (release.smk)
 
     rule train_generator:
         input:
@@ -48,22 +48,22 @@ if "release" not in P:  # released weights are imported instead (release.smk)
 rule sample_generator:
     input:
         unpack(ctf_inputs),
-        generator=f"{OUT}/generator/{{run}}/model.pt",
-        tokenizer=f"{OUT}/tokenizer/stage2.pt",
+        generator=f"{U}generator/{{run}}/model.pt",
+        tokenizer=final_tokenizer,
     output:
-        archive=f"{OUT}/generator/{{run}}/samples.npz", grid=f"{OUT}/generator/{{run}}/samples_grid.png",
+        archive=f"{U}generator/{{run}}/samples.npz", grid=f"{U}generator/{{run}}/samples_grid.png",
     params:
         **command("sample", ddp=True, scale=run_scale, ctf_stage2=is_ctf_run),
         scale=run_scale,
         ctf=ctf_args,
-        work=lambda wildcards: f"{OUT}/work/samples_{wildcards.run}",
+        work=lambda wildcards: f"{OUT}/{wildcards.u}work/samples_{wildcards.run}",
     threads: torch_threads("sample_generator")
     resources:
         **job_resources("sample_generator"),
     log:
-        f"{LOGS}/sample_generator_{{run}}.log",
+        f"{LOGS}/{{u}}sample_generator_{{run}}.log",
     benchmark:
-        f"{OUT}/benchmarks/sample_generator_{{run}}.tsv"
+        f"{U}benchmarks/sample_generator_{{run}}.tsv"
     shell:
         CALL + " --scale {params.scale} --generator {input.generator} --tokenizer {input.tokenizer} {params.ctf}"
         " --work-dir {params.work} --out-archive {output.archive} --out-grid {output.grid}"

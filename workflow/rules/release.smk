@@ -1,6 +1,8 @@
-# Released weights instead of training (params `release`, the release256 profile): the tokenizer and each
-# generator scale are imported from local files into the paths the training rules would write, so sampling,
-# evaluation and the report run unchanged. The import rules win over training where both could make a file.
+# Released weights instead of training (params `release`): the tokenizer, and each generator scale that
+# `release.generators` names, are imported from local files into the paths the training rules would write, so
+# sampling, evaluation and the report run unchanged. release256 and llamagen256 import everything; ctf256 imports
+# only LlamaGen's tokenizer and trains its generators on its codes. The import rules win over training where both
+# could make a file.
 
 if "release" in P:
     REL = P["release"]
@@ -13,7 +15,7 @@ if "release" in P:
         input:
             local_file(REL["tokenizer"], "release.tokenizer", RELEASED[0]),
         output:
-            f"{OUT}/tokenizer/stage2.pt",
+            final_tokenizer(),
         params:
             **command("import-tokenizer"),
         threads: torch_threads("import_tokenizer")
@@ -24,10 +26,14 @@ if "release" in P:
         shell:
             CALL + " {input} --out {output}"
 
+if imports_generators(P):
+
+    for run, path in REL["generators"].items():  # every missing file listed at once (common.smk, MISSING)
+        local_file(path, f"release.generators.{run}", RELEASED[1])
+
     rule import_generator:
         input:
-            lambda wildcards: local_file(REL["generators"][wildcards.run], f"release.generators.{wildcards.run}",
-                                         RELEASED[1]),
+            lambda wildcards: REL["generators"][wildcards.run],
         output:
             f"{OUT}/generator/{{run}}/model.pt",
         wildcard_constraints:
