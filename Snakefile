@@ -18,9 +18,18 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 # params
 configfile: os.environ.get(sharing.PARAMS_FILE, "params.yaml")
 
+# `--config data_root=PATH`: the labelled folder (train/<class>/*, val/<class>/*) of an imagefolder profile such as
+# `folder`, for this invocation (docs/data.md). Only the data stage reads it, as its --root; the stages after it read
+# the folder's manifests, and dataset.json records the path. Set data.root in params.yaml to make it permanent.
+DATA_ROOT = config.pop("data_root", None)
+if DATA_ROOT is not None and config["profile"] in config["profiles"]:
+    config["profiles"][config["profile"]].setdefault("data", {})["root"] = str(DATA_ROOT)
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "params.schema.yaml"  # the params schema, its only copy
 P = ablation_units.load(config, schema=SCHEMA)   # resolves and validates every profile before any job starts
 PROFILE = P["name"]
+if DATA_ROOT is not None and P["data"]["source"] != "imagefolder":
+    raise WorkflowError(f"data_root={DATA_ROOT}: params profile '{PROFILE}' generates its data (data.source "
+                        f"{P['data']['source']}); run a folder with an imagefolder profile: --config profile=folder")
 # Pulled results count as computed once `alitok pull` has verified and marked them (docs/sharing.md). Parsing only
 # looks (dvc.lock and a marker: no hashing, no writing, no process): a dry run warns, and onstart
 # (workflow/rules/tracking.smk) refuses a real run before any job rather than silently recompute them.

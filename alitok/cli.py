@@ -20,6 +20,7 @@ COMMANDS = {  # name: (module with add_arguments and main, help)
     "params": ("alitok.config", "print the resolved, validated params of a profile"),
     "make-dataset": ("alitok.data.synthetic", "generate the embedded dataset (ImageFolder tree of PNGs)"),
     "prepare-data": ("alitok.data.prepare", "scan an ImageFolder tree into manifests, listing bad images"),
+    "export-digits": ("alitok.data.digits", "write scikit-learn's bundled digits as an ImageFolder tree (a real set)"),
     "train-classifier": ("alitok.classifier.train", "train the domain classifier (evaluation features only)"),
     "train-tokenizer": ("alitok.tokenizer.train", "train one tokenizer stage through its phases (resumable, DDP)"),
     "eval-tokenizer": ("alitok.tokenizer.evaluate", "held-out PSNR, SSIM, rFID and a reconstruction grid"),

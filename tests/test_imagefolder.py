@@ -284,3 +284,60 @@ def test_prepare_reruns_are_byte_identical(tmp_path):
     prepare.run(cfg(), fake.root, tmp_path / "a")  # overwrite in place
     for name in ("train.csv", "val.csv", "dataset.json", "report.json", "preview.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+# ------------------------------------------------------------------------- any labelled folder (issue 30)
+
+
+def test_one_class_folder_names_the_split(tmp_path):
+    fake = make_fake_imagenet(tmp_path, train_per_class=1, val_per_class=1)
+    for wnid in fake.classes[1:]:
+        shutil.rmtree(fake.root / "train" / wnid)
+        shutil.rmtree(fake.root / "val" / wnid, ignore_errors=True)
+    with pytest.raises(DataError, match=f"train split {fake.root / 'train'} has one class folder"):
+        imagefolder.scan(fake.root)
+
+
+def test_a_folder_smaller_than_a_batch_names_the_manifest_and_the_key(tmp_path):
+    from alitok.data.loader import check_batch
+
+    check_batch(32, 32, tmp_path / "train.csv", "tokenizer.training.global_batch")  # one batch exactly: fine
+    with pytest.raises(DataError, match=r"train.csv: 20 training items, fewer than one batch of 32 \(classifier"):
+        check_batch(20, 32, tmp_path / "train.csv", "classifier.batch_size")
+
+
+def test_greyscale_palette_rgba_and_odd_sizes_become_rgb_crops(tmp_path):
+    """Any mode and size a folder holds: converted to RGB and cropped to data.image_size as every image is."""
+    from alitok.data.loader import TrainImages
+
+    root = tmp_path / "folder"
+    modes = {"grey": ("L", (8, 8)), "palette": ("P", (37, 23)), "rgba": ("RGBA", (50, 70)), "cmyk": ("CMYK", (9, 40))}
+    for split in ("train", "val"):
+        for name, (mode, size) in modes.items():
+            for cls in ("a", "b"):
+                d = root / split / cls
+                d.mkdir(parents=True, exist_ok=True)
+                Image.new(mode, size, 7).save(d / f"{name}.{'jpg' if mode == 'CMYK' else 'png'}")
+    result = imagefolder.scan(root, workers=1)
+    assert result.classes == ["a", "b"] and len(result.train) == 8 and not result.bad
+    images = TrainImages(result.train, root, 32, seed=0)
+    for i in range(len(images)):
+        x, _ = images[(i, i)]  # (stream position, index)
+        assert tuple(x.shape) == (3, 32, 32)
+
+
+def test_export_digits_writes_a_real_labelled_folder(tmp_path):
+    """scikit-learn's bundled digits (no download): 10 class folders per split, a seeded per-class split, greyscale
+    8 x 8 PNGs that the data stage scans like any folder."""
+    from alitok.data import digits
+
+    counts = digits.export(tmp_path / "digits", val_share=0.2, seed=0)
+    assert counts["train"] + counts["val"] == 1797 and 340 <= counts["val"] <= 380
+    result = imagefolder.scan(tmp_path / "digits", workers=1)
+    assert result.classes == [str(d) for d in range(10)] and len(result.val) == counts["val"] and not result.bad
+    with Image.open(tmp_path / "digits" / result.train[0].path) as im:
+        assert im.mode == "L" and im.size == (8, 8)
+    again = digits.export(tmp_path / "again", val_share=0.2, seed=0)
+    assert again == counts and sorted(p.name for p in (tmp_path / "again" / "val" / "3").iterdir()) == sorted(
+        p.name for p in (tmp_path / "digits" / "val" / "3").iterdir()
+    )

@@ -140,6 +140,35 @@ def test_ctf256_lists_every_missing_input_then_plans_the_paper_setting(project, 
     assert not (project / "results" / "ctf256").exists(), "a dry run writes nothing"
 
 
+def test_the_folder_path_on_a_real_packaged_dataset(project, tmp_path):
+    """Any labelled folder in one line (issue 30), on scikit-learn's bundled digits at tiny scale: greyscale 8 x 8
+    PNGs, one of them corrupt, turned into RGB crops; the classifier and perceptual net trained on the folder; the
+    report names its extractor and its controls. CTF and the stage-1 control are the tiny run's (test_dvc.py)."""
+    digits = tmp_path / "digits"
+    run(["alitok", "export-digits", "--out", str(digits)], cwd=project)
+    corrupt = sorted((digits / "train" / "7").iterdir())[0]
+    corrupt.write_bytes(b"not a png")
+    line = ["snakemake", "--cores", "2", "--config", "profile=folder_tiny", f"data_root={digits}"]
+    run(line, cwd=project)
+    out = project / "results" / "folder_tiny"
+    info = json.loads((out / "data" / "dataset.json").read_text())
+    assert info["root"] == str(digits) and info["classes"] == [str(d) for d in range(10)]
+    report_json = json.loads((out / "data" / "report.json").read_text())
+    assert [b["path"] for b in report_json["bad_images"]] == [f"train/7/{corrupt.name}"]
+    assert info["counts"]["train"] + info["counts"]["val"] == 1797 - 1
+    assert 0 <= json.loads((out / "classifier" / "metrics.json").read_text())["val_accuracy"] <= 1
+    evaluation = json.loads((out / "evaluation" / "S.json").read_text())
+    assert evaluation["protocol"]["extractor"] == "domain_classifier" and evaluation["chance"] == 0.1
+    report = (out / "report.md").read_text()
+    assert "Extractor: `domain_classifier`" in report and "not Inception numbers" in report
+    assert "Control `S-untrained`" in report and "Control `S-shuffled_labels`" in report
+    assert "Real held-out images against the reference" in report and "ctf-S" not in report
+    again = run([*line[:1], "-n", *line[1:]], cwd=project)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    proc = run(["snakemake", "-n", "--config", "data_root=/somewhere"], cwd=project, check=False)
+    assert proc.returncode != 0 and "with an imagefolder profile: --config profile=folder" in proc.stdout + proc.stderr
+
+
 def _place_evaluation_files(project, profile):
     """Dry runs only check that the user's files exist: empty stand-ins for the Inception weights and ADM batch."""
     p = config.load(project / "params.yaml", profile)["evaluation"]

@@ -18,6 +18,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from alitok import atomic, cliargs, plots
+from alitok.data.loader import check_batch
 from alitok.data.manifest import open_image, read_dataset_info, read_manifest
 from alitok.data.transforms import adm_center_crop
 from alitok.models.classifier import Classifier, ClassifierConfig
@@ -82,7 +83,7 @@ def predict(model: Classifier, images: torch.Tensor, batch_size: int) -> torch.T
     )
 
 
-def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir) -> dict:
+def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir, section: str = "classifier") -> dict:
     """Train on the train manifest, score on the held-out val manifest, write model.pt, metrics.json and plots.
 
     `cfg` is the `classifier` params section; `image_size` is `data.image_size`, the size evaluation sees.
@@ -94,6 +95,7 @@ def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir) -
 
     t0 = time.time()
     train_x, train_y = load_images(train_csv, root, image_size)
+    check_batch(len(train_x), cfg["batch_size"], train_csv, f"{section}.batch_size")
     val_x, val_y = load_images(val_csv, root, image_size)
     load_seconds = time.time() - t0
 
@@ -224,5 +226,7 @@ def add_arguments(parser) -> None:
 def main(args, p: dict) -> None:
     if p.get(args.section) is None:
         raise SystemExit(f"alitok train-classifier: params profile {p['name']!r} has no {args.section} section")
-    metrics = run(p[args.section], p["data"]["image_size"], args.train, args.val, args.dataset, args.out_dir)
+    metrics = run(
+        p[args.section], p["data"]["image_size"], args.train, args.val, args.dataset, args.out_dir, args.section
+    )
     print(f"{args.section}: held-out accuracy {metrics['val_accuracy']:.4f}", file=sys.stderr)

@@ -110,6 +110,11 @@ def scan_classes(root: Path) -> list[str]:
     classes = list_class_dirs(train_dir)
     if not classes:
         raise DataError(f"train split {train_dir} has no class folders (expected train/<wnid>/*.JPEG)")
+    if len(classes) == 1:
+        raise DataError(
+            f"train split {train_dir} has one class folder ({classes[0]}); a class-conditional model and its "
+            "class-consistency need two or more (train/<class>/* per class)"
+        )
     return classes
 
 

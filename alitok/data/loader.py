@@ -60,9 +60,22 @@ class StepBatches:
                 yield keys[i * per : (i + 1) * per]
 
 
-def train_loader(dataset, training: dict, dist, steps: range, accum: int = 1) -> DataLoader:
+def check_batch(n: int, batch: int, source, key: str) -> None:
+    """A training set smaller than one batch is a folder too small for these params: one sentence naming both."""
+    if n < batch:
+        from alitok.data.imagefolder import DataError
+
+        raise DataError(
+            f"{source}: {n} training items, fewer than one batch of {batch} ({key}); add images to the dataset "
+            f"folder or lower {key} in params.yaml"
+        )
+
+
+def train_loader(dataset, training: dict, dist, steps: range, accum: int = 1, *, source="", key="") -> DataLoader:
     """Batches (micro-batches with accum > 1) for `steps` of this rank (`dist`: rank, world size), in order, as
-    a trainer's params `training` section says (global batch, seed, workers)."""
+    a trainer's params `training` section says (global batch, seed, workers). `source`, `key`: the training set's
+    path and the batch's params key, named when the set is smaller than one batch."""
+    check_batch(len(dataset), training["global_batch"], source, key)
     seed = training["seed"]
     keys = StepBatches(steps, accum, training["global_batch"], len(dataset), seed, dist.rank, dist.world_size)
     return DataLoader(

@@ -4,7 +4,7 @@ Every smoke number comes with its context: the classifier's held-out accuracy (t
 class-consistency), the real held-out images' FID against the reference (the floor), and the controls (an
 untrained generator, one trained on shuffled labels), whose class-consistency must sit within sampling noise of
 chance. The papers' numbers (results/paper/published.csv) are shown beside ours; a gap is computed only where
-the data and the extractor match theirs (ImageNet with Inception), never on the embedded data.
+the data and the extractor match theirs (ImageNet with Inception), never on a profile's own data and classifier.
 """
 
 from __future__ import annotations
@@ -290,6 +290,12 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
         lines.append(
             f"- Extractor: `{p['extractor']}`; reference: `{p['reference']['key']}`; precision/recall k = "
             f"{p['prc_k']}; IS splits {p['isc_splits']}."
+            + (
+                " FID, IS, precision and recall use the features of the domain classifier trained on this "
+                "profile's own data: they are not Inception numbers and do not compare with the papers'."
+                if p["extractor"] == "domain_classifier"
+                else ""
+            )
         )
     lines.append("")
 
@@ -375,7 +381,8 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
             )
     else:
         lines += [
-            "These runs use the embedded data and the domain classifier, so no gap to the papers is computed; "
+            "These runs use this profile's own data and the domain classifier trained on it, not Inception, so no gap "
+            "to the papers is computed; "
             "their ImageNet rows are context only.",
             "",
             "| paper | table | model | params (M) | gFID | source |",

@@ -207,7 +207,9 @@ def run(
     data = TrainTokens(
         train, tr["seed"], g["dropout"]["class_label"], cfg.null_class, shuffle_labels=control == "shuffled_labels"
     )
-    loader = train_loader(data, tr, d, range(step, total), accum)
+    loader = train_loader(
+        data, tr, d, range(step, total), accum, source=train_dir, key="generator.training.global_batch"
+    )
     val_batches = held_out_batches(val, per_device, tr["eval_batches"])
 
     bar = tqdm(total=total, initial=step, desc=f"generator {name}", unit="step", file=sys.stderr, disable=not d.is_main)

@@ -215,7 +215,9 @@ def run(
     ddp_disc = disc if d.world_size == 1 else torch.nn.parallel.DistributedDataParallel(disc)
     info = manifest.read_dataset_info(dataset_json)
     data = TrainImages(manifest.read_manifest(train_csv), info["root"], image_size, tr["seed"])
-    loader = train_loader(data, tr, d, range(step, total_steps))
+    loader = train_loader(
+        data, tr, d, range(step, total_steps), source=train_csv, key="tokenizer.training.global_batch"
+    )
     weights = {
         "recon": tok["loss"]["recon_weight"],
         "aux": tok["loss"]["aux_weight"],

@@ -169,8 +169,9 @@ def missing_inputs_error():
 
 
 def uses_classifier():
-    # The domain classifier exists for the embedded data only; ImageNet evaluation uses Inception.
-    return P["data"]["source"] == "embedded"
+    """The evaluation's features come from the domain classifier the pipeline trains on the profile's own data (the
+    embedded data or any labelled folder), not from Inception; the report says which."""
+    return P["evaluation"]["extractor"] == "domain_classifier"
 
 
 def uses_ctf(p=None):
