@@ -122,6 +122,14 @@ def test_paper_profile_runs_beside_their_rows_with_gaps(tmp_path):
     assert "| ctf-B | LlamaGen-B + CTF | 4.00 / 4.15 (-0.15) |" in text and "12.00 / 12.83 |" in text
     assert "B: ×1.20 here, ×0.93 in the paper" in text
 
+    # imagenet256 follows the v1 release's recipe, so its runs pair with the v1 rows, not v2/v3's targets
+    pairing = config.load(REPO / "params.yaml", "imagenet256")["evaluation"]["paper"]
+    only_b = {"B": runs["B"]}
+    report.run({"runs": only_b, "paper": str(PAPER)}, out=tmp_path / "a.md", fig_dir=tmp_path / "f", pairing=pairing)
+    text = (tmp_path / "a.md").read_text()
+    assert "| B | AliTok-B | 5.00 / 1.50 (+3.50) | 2.0 / 305.9 (-303.9) | 0.50 / – |" in text
+    assert "release (ImageNet-256)" in text and "1.44" not in text  # v2/v3's target is not the row this recipe follows
+
 
 def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
     """The CTF section pairs ctf-S with S, counts both stages in CTF's size, and states the redundancy verdict
