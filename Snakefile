@@ -60,5 +60,6 @@ rule all:
     default_target: True
 
 
-if missing_inputs_error():  # the user's files that are not in place, all of them in one message (common.smk)
-    raise missing_inputs_error()
+MISSING_INPUTS = missing_inputs_error()  # the user's files not in place, all of them in one message (common.smk)
+if MISSING_INPUTS:
+    raise MISSING_INPUTS

@@ -9,6 +9,7 @@ data stage's crops convert and resize them like any folder's (docs/data.md).
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -44,8 +45,6 @@ def export(out, val_share: float = 0.2, seed: int = 0) -> dict:
 
 
 def _png(pixels: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buf, format="PNG")
     return buf.getvalue()

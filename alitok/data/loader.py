@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alitok.data import manifest, transforms
+from alitok.data.imagefolder import DataError
 from alitok.training import schedule
 
 
@@ -63,8 +64,6 @@ class StepBatches:
 def check_batch(n: int, batch: int, source, key: str) -> None:
     """A training set smaller than one batch is a folder too small for these params: one sentence naming both."""
     if n < batch:
-        from alitok.data.imagefolder import DataError
-
         raise DataError(
             f"{source}: {n} training items, fewer than one batch of {batch} ({key}); add images to the dataset "
             f"folder or lower {key} in params.yaml"

@@ -241,10 +241,9 @@ def paired_section(like: dict[str, dict], pairing: dict, rows: dict[str, dict]) 
             f"{_fmt(speed, 2)} / {_fmt(theirs.get('images_per_s'), 2)} |"
         )
     ratios = []
-    for run, m in like.items():
-        plain = run.removeprefix("ctf-")
-        if run.startswith("ctf-") and plain in like and all("speed" in like[r] for r in (run, plain)):
-            ours = m["speed"]["images_per_s"] / like[plain]["speed"]["images_per_s"]
+    for run, plain in ctf_pairs(like):
+        if all("speed" in like[r] for r in (run, plain)):
+            ours = like[run]["speed"]["images_per_s"] / like[plain]["speed"]["images_per_s"]
             a, b = rows.get(run, {}).get("images_per_s"), rows.get(plain, {}).get("images_per_s")
             ratios.append(
                 f"{plain}: ×{ours:.2f} here, ×{a / b:.2f} in the paper" if a and b else f"{plain}: ×{ours:.2f}"

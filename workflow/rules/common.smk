@@ -62,15 +62,14 @@ def unit_of(wildcards):
 
 
 @functools.cache
-def unit_params(unit, seed):
-    """The params of one ablation unit at a seed (alitok.ablations.units.derive)."""
-    return ablation_units.load(config, f"{PROFILE}/{unit}/seed{seed}", schema=SCHEMA)
+def derived_params(name):
+    """The params of an ablation unit (`<profile>/<unit>/seed<N>`, alitok.ablations.units.derive) or of the profile's
+    CTF setting (`<profile>/ctf_setting`, alitok.ctf.setting.derive)."""
+    return ablation_units.load(config, name, schema=SCHEMA)
 
 
-@functools.cache
 def setting_params():
-    """The params of the profile's CTF setting (alitok.ctf.setting.derive)."""
-    return ablation_units.load(config, f"{PROFILE}/{ctf_setting.NAME}", schema=SCHEMA)
+    return derived_params(f"{PROFILE}/{ctf_setting.NAME}")
 
 
 def job_profile(wildcards, u=None):
@@ -83,10 +82,8 @@ def job_profile(wildcards, u=None):
 
 
 def job_params(wildcards, u=None):
-    unit = unit_of(wildcards)
-    if unit is not None:
-        return unit_params(*unit)
-    return setting_params() if (u or getattr(wildcards, "u", "")) == SETTING else P
+    name = job_profile(wildcards, u)
+    return P if name == PROFILE else derived_params(name)
 
 
 def command(name, *, ddp=False, u=None, **options):
@@ -136,8 +133,8 @@ def torch_threads(rule):
 
 # Files the user provides (the dataset, weights, reference batches) that do not exist: each rule that reads one
 # names it here while the rules are parsed, and the Snakefile lists them all at once afterwards, each with what to
-# put where, so one dry run shows everything a paper-scale profile still needs.
-MISSING = []
+# put where, so one dry run shows everything a paper-scale profile still needs. A dict: each message once, in order.
+MISSING = {}
 
 
 def dataset_root():
@@ -146,16 +143,16 @@ def dataset_root():
         return f"{OUT}/data/images"
     root = P["data"]["root"]
     if not os.path.isdir(root):
-        MISSING.append(f"data.root = {root} is not a directory. Put the dataset there (train/<wnid>/*.JPEG and val/, "
-                       "see docs/data.md) or set data.root in params.yaml.")
+        MISSING[f"data.root = {root} is not a directory. Put the dataset there (train/<wnid>/*.JPEG and val/, "
+                "see docs/data.md) or set data.root in params.yaml."] = None
     return root
 
 
 def local_file(path, key, what):
     """A file the user provides (weights, reference batches): a missing one is listed, saying what goes where."""
     if not os.path.isfile(path):
-        MISSING.append(f"{key} = {path} does not exist. Put {what} there or set {key} in params.yaml "
-                       "(docs/evaluation.md).")
+        MISSING[f"{key} = {path} does not exist. Put {what} there or set {key} in params.yaml "
+                "(docs/evaluation.md)."] = None
     return path
 
 
@@ -163,8 +160,8 @@ def missing_inputs_error():
     """One error listing every missing user file (None when all are in place)."""
     if not MISSING:
         return None
-    lines = "\n".join(f"  - {m}" for m in dict.fromkeys(MISSING))  # once each, in the order found
-    return WorkflowError(f"params profile '{PROFILE}': {len(set(MISSING))} input(s) the pipeline cannot make are "
+    lines = "\n".join(f"  - {m}" for m in MISSING)
+    return WorkflowError(f"params profile '{PROFILE}': {len(MISSING)} input(s) the pipeline cannot make are "
                          f"missing:\n{lines}")
 
 

@@ -130,10 +130,11 @@ rule write_report:
 
 # The CTF setting's report (`snakemake ctf_setting`): its runs with the same context and controls.
 if has_ctf_setting():
+    SETTING_MANIFEST = report_manifest(SETTING, setting_params())
 
     use rule write_report as write_setting_report with:
         input:
-            manifest_files(report_manifest(SETTING, setting_params())),
+            manifest_files(SETTING_MANIFEST),
         output:
             report=f"{OUT}/{SETTING}report.md",
             figures=[report_file(f"{OUT}/{SETTING}figures/{f}") for f in REPORT_FIGURES],
@@ -141,7 +142,7 @@ if has_ctf_setting():
             curves=report_curves(SETTING, setting_params()),
         params:
             **command("report", u=SETTING),
-            manifest=json.dumps(report_manifest(SETTING, setting_params())),
+            manifest=json.dumps(SETTING_MANIFEST),
             figure_dir=f"{OUT}/{SETTING}figures",
             curves_dir=f"{OUT}/{SETTING}curves",
         log:
