@@ -34,7 +34,7 @@ COMMANDS = {  # name: (module with add_arguments and main, help)
     "ctf-clusters": ("alitok.ctf.clusters", "CTF's coarse labels: k-means over the tokenizer's codebook (JSON)"),
     "ctf-redundancy": ("alitok.ctf.redundancy", "CTF's redundancy test: tokens swapped within cluster vs anywhere"),
     "evaluate": ("alitok.evaluation.samples", "FID, IS, precision/recall, class-consistency (and speed) of samples"),
-    "sampling-sweep": ("alitok.evaluation.sweep", "class-consistency of one generator over guidance and temperature"),
+    "sampling-sweep": ("alitok.evaluation.sweep", "gFID, IS, class-consistency of a generator per guidance setting"),
     "report": ("alitok.evaluation.report", "report.md and figures: our metrics with their context, beside the papers'"),
     "pull": ("alitok.sharing", "dvc pull, verify every file against dvc.lock, mark the results up to date"),
     "compare": ("alitok.tracking", "our gFID runs from MLflow beside the papers' published rows"),

@@ -28,6 +28,16 @@ def ctf_pair(p: argparse.ArgumentParser, stage2_help: str = "CTF: stage-2 checkp
     p.add_argument("--coarse-map", type=Path, help="CTF: the fine -> coarse map (ctf-clusters)")
 
 
+def sampling_protocol(p: argparse.ArgumentParser) -> None:
+    """A plain generator's samples at CTF's protocol (alitok.generator.runs.at_ctf_protocol), or at its own."""
+    p.add_argument(
+        "--protocol",
+        choices=["own", "ctf"],
+        default="own",
+        help="ctf: sample the plain generator at ctf.sampling's guidance and tau1 (the protocol-matched row)",
+    )
+
+
 def reference(p: argparse.ArgumentParser, required: bool) -> None:
     """What evaluation compares samples with: the extractor, the reference's statistics cache, the reference split
     and dataset.json (required where the reference is always a split)."""

@@ -171,7 +171,8 @@ def validate_profile(p: dict, where: str, schema: str | Path) -> None:
 
 
 def _check_references(p: dict, where: str) -> None:
-    """What a JSON schema cannot say: names that must point at keys elsewhere in the profile."""
+    """What a JSON schema cannot say: names that must point at keys elsewhere in the profile, and widths that
+    the release discriminator's GroupNorm must divide."""
     g = p.get("generator")
     if g is not None:
         unknown = [s for s in g["run"] if s not in g["scales"]]
@@ -183,6 +184,14 @@ def _check_references(p: dict, where: str) -> None:
         if unknown:
             raise ParamsError(
                 f"{where}: ctf.run names {', '.join(unknown)}, not in generator.scales ({', '.join(g['scales'])})"
+            )
+    disc = p.get("tokenizer", {}).get("discriminator")
+    if disc is not None and disc["recipe"] == "release":
+        widths = [disc["channels"] * 2**i for i in range(disc["layers"])]
+        if any(w % disc["groups"] for w in widths):
+            raise ParamsError(
+                f"{where}: tokenizer.discriminator.groups {disc['groups']} must divide every width of the release "
+                f"discriminator ({', '.join(map(str, widths))})"
             )
 
 

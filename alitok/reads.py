@@ -49,10 +49,10 @@ def train_generator(p: dict, scale: str | None = None, control: str | None = Non
     return {"generator": training_section(p, scale), "steps": training_steps(p, scale, control)}
 
 
-def sample(p: dict, scale: str, ctf_stage2=None) -> dict:
-    """CTF's runs (those sampled with a stage 2) also read `ctf.sampling`."""
+def sample(p: dict, scale: str, ctf_stage2=None, protocol: str = "own") -> dict:
+    """CTF's runs (those sampled with a stage 2) and plain runs at CTF's protocol also read `ctf.sampling`."""
     s = {"sampling": p["generator"]["sampling"], "scale": p["generator"]["scales"][scale]}
-    return s | ({"ctf": p["ctf"]["sampling"]} if ctf_stage2 else {})
+    return s | ({"ctf": p["ctf"]["sampling"]} if ctf_stage2 or protocol == "ctf" else {})
 
 
 def evaluate(p: dict) -> dict:

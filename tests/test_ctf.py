@@ -254,15 +254,40 @@ def test_a_mixed_up_ctf_training_call_is_refused(ws, args, message):
     assert proc.returncode != 0 and message in proc.stderr and not (ws / "bad.pt").exists()
 
 
-def test_run_names_say_kind_scale_and_control():
-    from alitok.generator.runs import generator_runs, parse_run
+def test_run_names_say_kind_scale_control_and_sampling():
+    from alitok.generator.runs import generator_runs, parse_run, trained_run
 
-    assert parse_run("S") == ("plain", "S", None)
-    assert parse_run("S-shuffled_labels") == ("plain", "S", "shuffled_labels")
-    assert parse_run("ctf-XL") == ("ctf", "XL", None)
+    assert parse_run("S") == ("plain", "S", None, "own")
+    assert parse_run("S-shuffled_labels") == ("plain", "S", "shuffled_labels", "own")
+    assert parse_run("ctf-XL") == ("ctf", "XL", None, "own")
+    assert parse_run("L-at_ctf") == ("plain", "L", None, "ctf") and trained_run("L-at_ctf") == "L"
+    assert trained_run("ctf-L") == "ctf-L" and trained_run("L-untrained") == "L-untrained"
     assert generator_runs(config.load("params.yaml", "smoke")) == ["S", "S-untrained", "S-shuffled_labels", "ctf-S"]
-    assert generator_runs(config.load("params.yaml", "imagenet256")) == ["B", "L", "XL", "ctf-B", "ctf-L", "ctf-XL"]
+    assert generator_runs(config.load("params.yaml", "imagenet256")) == [
+        *("B", "L", "XL", "ctf-B", "ctf-L", "ctf-XL"),
+        *("B-at_ctf", "L-at_ctf", "XL-at_ctf"),
+    ]
     assert "ctf-B" not in generator_runs(config.load("params.yaml", "release256"))  # nothing is trained there
+
+
+def test_plain_generator_at_ctfs_protocol_samples_as_ctfs_stage1():
+    """The matched run changes guidance, its schedule and temperature to CTF's, and nothing else."""
+    from alitok.generator.runs import at_ctf_protocol
+
+    p = config.load("params.yaml", "imagenet256")
+    q = at_ctf_protocol(p, "L")
+    c = p["ctf"]["sampling"]
+    assert (q["generator"]["scales"]["L"]["guidance"], q["generator"]["scales"]["L"]["guidance_power"]) == (
+        c["guidance"],
+        c["guidance_power"],
+    )
+    assert q["generator"]["sampling"]["temperature"] == c["tau1"] == 1.1
+    assert p["generator"]["scales"]["L"]["guidance"] != c["guidance"], "the paper profile's protocols differ"
+    for key in ("B", "XL"):
+        assert q["generator"]["scales"][key] == p["generator"]["scales"][key]
+    assert {k: v for k, v in q["generator"]["scales"]["L"].items() if not k.startswith("guidance")} == {
+        k: v for k, v in p["generator"]["scales"]["L"].items() if not k.startswith("guidance")
+    }
 
 
 def test_ctf_run_must_name_a_generator_scale(tmp_path):

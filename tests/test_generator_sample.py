@@ -13,7 +13,7 @@ from alitok.generator.archive import released_labels, to_uint8, write_npz
 from alitok.generator.config import model_config as generator_config
 from alitok.models.generator import Generator
 
-from conftest import REPO, run, save_random_tokenizer
+from conftest import REPO, make_tiny_data, run, save_random_tokenizer
 
 
 def test_released_label_layout():
@@ -139,60 +139,113 @@ def test_mismatched_generator_and_tokenizer_is_one_clear_error(models, tmp_path)
     assert not (tmp_path / "s.npz").exists()
 
 
-def test_sampling_sweep_reproduces_the_pipelines_class_consistency(models, tmp_path):
-    """`alitok sampling-sweep` at the params' own settings scores what the sampling stage's archive scores."""
+def _save_classifier(path, num_classes=10):
+    from alitok.models.classifier import Classifier, ClassifierConfig
+
+    torch.manual_seed(3)
+    ccfg = ClassifierConfig(num_classes=num_classes, width=4)
+    state = Classifier(ccfg).eval().state_dict()
+    torch.save({"config": asdict(ccfg), "state_dict": state, "classes": [str(c) for c in range(num_classes)]}, path)
+
+
+def test_sampling_sweep_reproduces_the_pipelines_evaluation(models, tmp_path, capsys):
+    """`alitok sampling-sweep` at the params' own settings scores what the evaluate stage scores on the sampling
+    stage's archive: gFID, IS and class-consistency, with the embedded profile's extractor (the domain classifier)
+    and reference (the train split)."""
     import pandas as pd
 
-    from alitok.classifier.train import predict
     from alitok.cli import main
-    from alitok.models.classifier import Classifier, ClassifierConfig
+    from alitok.evaluation import samples
 
     ws, p = models
     if not (ws / "clean" / "samples.npz").exists():
         run_sample(ws, p, "clean")
-    torch.manual_seed(3)
-    ccfg = ClassifierConfig(num_classes=10, width=4)
-    classifier = Classifier(ccfg).eval()
-    torch.save(
-        {"config": asdict(ccfg), "state_dict": classifier.state_dict(), "classes": [str(c) for c in range(10)]},
-        tmp_path / "clf.pt",
+    make_tiny_data(tmp_path, train_per_class=2, val_per_class=1)
+    _save_classifier(tmp_path / "clf.pt")
+    data = {"dataset_json": tmp_path / "data" / "dataset.json", "reference_manifest": tmp_path / "data" / "train.csv"}
+    expected = samples.run(
+        p,
+        out=tmp_path / "eval.json",
+        extractor_weights=tmp_path / "clf.pt",
+        cache_dir=tmp_path / "eval_cache",
+        samples=ws / "clean" / "samples.npz",
+        **data,
     )
-    with np.load(ws / "clean" / "samples.npz") as z:
-        images, labels = torch.from_numpy(z["arr_0"]).permute(0, 3, 1, 2), torch.from_numpy(z["arr_1"])
-    expected = float((predict(classifier, images, 8) == labels).double().mean())
 
     sc, s = p["generator"]["scales"]["S"], p["generator"]["sampling"]
-    args = [
-        "sampling-sweep",
-        "--params",
-        str(REPO / "params.yaml"),
-        "--profile",
-        "tiny",
-        "--scale",
-        "S",
-        "--generator",
-        str(ws / "gen.pt"),
-        "--tokenizer",
-        str(ws / "tok.pt"),
-        "--classifier",
-        str(tmp_path / "clf.pt"),
-        "--guidance",
-        str(sc["guidance"]),
-        "1.0",
-        "--power",
-        str(sc["guidance_power"]),
-        "none",
-        "--temperature",
-        str(s["temperature"]),
-        "--out",
-        str(tmp_path / "sweep.csv"),
-    ]
+    args = ["sampling-sweep", "--params", str(REPO / "params.yaml"), "--profile", "tiny", "--scale", "S"]
+    args += ["--generator", str(ws / "gen.pt"), "--tokenizer", str(ws / "tok.pt")]
+    args += ["--classifier", str(tmp_path / "clf.pt"), "--cache-dir", str(tmp_path / "sweep_cache")]
+    args += ["--reference-manifest", str(data["reference_manifest"]), "--dataset", str(data["dataset_json"])]
+    args += ["--guidance", str(sc["guidance"]), "1.0", "--power", str(sc["guidance_power"]), "none"]
+    args += ["--temperature", str(s["temperature"]), "--out", str(tmp_path / "sweep.csv")]
     assert main(args) == 0
     table = pd.read_csv(tmp_path / "sweep.csv")
     assert len(table) == 4 and set(table["num_samples"]) == {s["num_samples"]}
     assert table["guidance_power"].isna().sum() == 2  # 'none': constant guidance
     own = table[(table.guidance == sc["guidance"]) & (table.guidance_power == sc["guidance_power"])]
-    assert own["class_consistency"].tolist() == [pytest.approx(expected, abs=1e-9)]
-    args[args.index("S")] = "XL"  # not a tiny scale: one line naming the key, no table
+    assert len(own) == 1 and np.isfinite(own["gfid"].item()) and np.isfinite(own["is"].item())
+    assert own["gfid"].item() == pytest.approx(expected["fid"], rel=1e-9)
+    assert own["is"].item() == pytest.approx(expected["is"], rel=1e-9)
+    assert own["class_consistency"].item() == pytest.approx(expected["class_consistency"], abs=1e-12)
+    assert table["gfid"].nunique() > 1  # the other settings draw other samples
+
     (tmp_path / "sweep.csv").unlink()
+    no_classifier = args[: args.index("--classifier")] + args[args.index("--classifier") + 2 :]
+    capsys.readouterr()
+    assert main(no_classifier) == 2  # the embedded profile's extractor is the classifier: one line, no table
+    assert "domain_classifier: --classifier" in capsys.readouterr().err
+    args[args.index("S")] = "XL"  # not a tiny scale: one line naming the key, no table
     assert main(args) == 2 and not (tmp_path / "sweep.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+    """Random Inception-v3 weights in torch-fidelity's .pth format, as tests/test_generative_metrics.py makes them."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    d = tmp_path_factory.mktemp("inception")
+    torch.save({}, d / "empty.pth")
+    load = fe.FeatureExtractorInceptionV3.load_state_dict
+    fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, state: None
+    try:
+        torch.manual_seed(0)
+        net = fe.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=d / "empty.pth"
+        )
+    finally:
+        fe.FeatureExtractorInceptionV3.load_state_dict = load
+    torch.save(net.state_dict(), d / "inception.pth")
+    return d / "inception.pth"
+
+
+def test_sampling_sweep_at_a_paper_profile_needs_no_classifier(models, inception_weights, tmp_path):
+    """With the paper profiles' evaluation (Inception, an ADM reference batch) and no classifier: gFID and IS, no
+    class-consistency column."""
+    import copy
+
+    import pandas as pd
+
+    from alitok.cli import build_parser
+    from alitok.evaluation import sweep
+
+    ws, p = models
+    q = copy.deepcopy(p)
+    rng = np.random.default_rng(4)
+    ref = tmp_path / "VIRTUAL_ref.npz"
+    np.savez(
+        ref, arr_0=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), mu=rng.normal(size=2048), sigma=np.eye(2048)
+    )
+    q["evaluation"].update(
+        extractor="inception-v3-compat",
+        extractor_weights=str(inception_weights),
+        reference={"kind": "adm_npz", "path": str(ref)},
+    )
+    args = ["sampling-sweep", "--scale", "S", "--generator", str(ws / "gen.pt"), "--tokenizer", str(ws / "tok.pt")]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--num-samples", "8", "--out", str(tmp_path / "sweep.csv")]
+    sweep.main(build_parser("sampling-sweep").parse_args(args), q)
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(table.columns) == ["guidance", "guidance_power", "temperature", "num_samples", "gfid", "is"]
+    assert len(table) == 1 and table["num_samples"].item() == 8
+    assert np.isfinite(table["gfid"].item()) and table["gfid"].item() > 0 and np.isfinite(table["is"].item())
+    assert len(list((tmp_path / "cache").glob("reference-*.npz"))) == 1  # the evaluate stage's cache, keyed alike

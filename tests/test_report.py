@@ -122,8 +122,28 @@ def test_paper_profile_runs_beside_their_rows_with_gaps(tmp_path):
     assert "| ctf-B | LlamaGen-B + CTF | 4.00 / 4.15 (-0.15) |" in text and "12.00 / 12.83 |" in text
     assert "B: ×1.20 here, ×0.93 in the paper" in text
 
-    # imagenet256 follows the v1 release's recipe, so its runs pair with the v1 rows, not v2/v3's targets
+    # imagenet256: each CTF row states both sides' sampling; the plain run at CTF's protocol differs in the method only
+    own = {"guidance": 16.0, "guidance_schedule": "cosine-power, power 1.8", "temperature": 1.0}
+    at_ctf = {"guidance": 2.0, "guidance_schedule": "constant", "temperature": 1.1}
+    for name, sampling, fid in (("B", own, 5.0), ("ctf-B", at_ctf, 4.0), ("B-at_ctf", at_ctf, 4.5)):
+        path = tmp_path / f"{name}.json"
+        m = (
+            json.loads(path.read_text())
+            if path.exists()
+            else _metrics(None, None, "inception-v3-compat", "adm_npz", fid)
+        )
+        m["protocol"] |= {"kind": "ctf" if name.startswith("ctf") else "plain", "scale": "B", **sampling}
+        path.write_text(json.dumps(m))
+        runs[name] = {"evaluation": str(path)}
     pairing = config.load(REPO / "params.yaml", "imagenet256")["evaluation"]["paper"]
+    report.run({"runs": runs, "paper": str(PAPER)}, out=tmp_path / "m.md", fig_dir=tmp_path / "f", pairing=pairing)
+    text = (tmp_path / "m.md").read_text()
+    both = "guidance 2.0 (constant), T 1.1 / guidance 16.0 (cosine-power, power 1.8), T 1.0"
+    assert f"| ctf-B | B | {both} |" in text and "| ctf-B | B-at_ctf | the same |" in text
+    assert "`ctf-B` against `B-at_ctf` (they differ in the method only): gFID lower (4.00 against 4.50" in text
+    assert "`ctf-B` against `B` (they differ in the method and the sampling protocol)" in text
+
+    # imagenet256 follows the v1 release's recipe, so its runs pair with the v1 rows, not v2/v3's targets
     only_b = {"B": runs["B"]}
     report.run({"runs": only_b, "paper": str(PAPER)}, out=tmp_path / "a.md", fig_dir=tmp_path / "f", pairing=pairing)
     text = (tmp_path / "a.md").read_text()

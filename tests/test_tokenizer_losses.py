@@ -1,5 +1,5 @@
 """Tokenizer losses: clear errors for missing weights, LPIPS and logits MSE on random local weights (nothing is
-downloaded), the smoke "domain" perceptual network, the PatchGAN discriminator and the hinge losses."""
+downloaded), the smoke "domain" perceptual network. The GAN's pieces are tests/test_tokenizer_gan.py's."""
 
 import subprocess
 import sys
@@ -16,10 +16,7 @@ from alitok.tokenizer.losses import (
     LPIPS_SCALE,
     LPIPS_SHIFT,
     VGG16_LPIPS_CHANNELS,
-    NLayerDiscriminator,
     PerceptualLoss,
-    generator_adv_loss,
-    hinge_d_loss,
 )
 
 
@@ -263,31 +260,3 @@ print('ok')
 """
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
-
-
-# ---- GAN ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("size,layers,expected", [(64, 3, 6), (32, 2, 6), (256, 3, 30)])
-def test_discriminator_shape(size, layers, expected):
-    d = NLayerDiscriminator(channels=8, layers=layers)
-    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules())
-    out = d(torch.rand(2, 3, size, size))
-    assert out.shape == (2, 1, expected, expected)
-
-
-def test_discriminator_is_per_sample():
-    """GroupNorm: a sample's logits do not depend on the rest of the batch (what makes DDP match one process)."""
-    d = NLayerDiscriminator(channels=8, layers=2)
-    x = torch.rand(4, 3, 32, 32)
-    assert torch.allclose(d(x)[:1], d(x[:1]), atol=1e-6)
-
-
-def test_hinge_losses():
-    ones = torch.ones(2, 1, 3, 3)
-    assert hinge_d_loss(ones, -ones).item() == 0.0  # both sides beyond the margin
-    assert hinge_d_loss(0 * ones, 0 * ones).item() == 1.0
-    assert hinge_d_loss(-ones, ones).item() == 2.0
-    mixed = hinge_d_loss(torch.tensor([3.0, 0.5]), torch.tensor([-0.5, 2.0]))
-    assert mixed.item() == pytest.approx(0.5 * (0.25 + 1.75))
-    assert generator_adv_loss(torch.tensor([1.0, -3.0])).item() == 1.0

@@ -65,6 +65,9 @@ def test_every_loss_term_is_active_and_logged(workspace, uninterrupted):
     assert stage1_terms == set(TERMS), f"terms never active: {set(TERMS) - stage1_terms}"
     assert {r["phase"] for r in records} == {"lpips_warmup", "perceptual", "gan"}
     assert all(r["images_per_s"] > 0 and 0 <= r["codebook_used"] <= 1 for r in records)
+    # tiny's GAN recipe is `llamagen`: both networks every step, one AdamW run through the phases (no resets)
+    assert [r["g_updates"] for r in records] == list(range(1, 31))
+    assert {r["update"] for r in records if r["phase"] == "gan"} == {"both"} and records[-1]["d_updates"] == 10
 
 
 def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):

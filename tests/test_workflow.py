@@ -38,13 +38,17 @@ def test_every_params_profile_dry_runs(project, tmp_path, profile):
     assert f"results/{profile}/" in proc.stdout
     runs = {"tiny": ["S"], "smoke": ["S"], "imagenet256": ["B", "L", "XL"], "imagenet512": ["L"]}[profile]
     controls = 2 if profile in ("tiny", "smoke") else 0  # untrained, shuffled labels
-    ctf = config.load(project / "params.yaml", profile)["ctf"]["run"]  # CTF's stage 1, beside each plain scale
+    c = config.load(project / "params.yaml", profile)["ctf"]
+    ctf = c["run"]  # CTF's stage 1, beside each plain scale
+    matched = [s for s in ctf if c["matched_plain"]]  # the plain scale at CTF's protocol: sampled, not trained
+    assert jobs["train_generator"] == len(runs) * (1 + controls) + len(ctf)
     assert (
-        jobs["train_generator"]
-        == jobs["sample_generator"]
-        == jobs["evaluate_generator"]
-        == len(runs) * (1 + controls) + len(ctf)
+        jobs["sample_generator"] == jobs["evaluate_generator"] == len(runs) * (1 + controls) + len(ctf) + len(matched)
     )
+    assert (profile == "imagenet256") == (matched == ["B", "L", "XL"])
+    for scale in matched:  # sampled from the plain scale's model, at CTF's protocol
+        block = next(b for b in proc.stdout.split("\nrule ") if f"generator/{scale}-at_ctf/samples.npz" in b)
+        assert block.startswith("sample_generator") and f"generator/{scale}/model.pt" in block
     assert jobs["ctf_clusters"] == jobs["train_ctf_stage2"] == 1  # one map and one stage 2 serve every stage 1
     assert jobs.get("ctf_redundancy") == (1 if controls else None)  # rFID with the domain classifier: embedded data
     assert all(f"generator/ctf-{scale}/model.pt" in proc.stdout for scale in ctf)

@@ -15,18 +15,34 @@ if TYPE_CHECKING:
 FIGURES = ("gfid_vs_params.png", "speed_vs_quality.png", "generator_curves.png")  # the rule's outputs, by name
 
 
+def model_family(model: str) -> str:
+    """ "AliTok-B" -> "AliTok", "LlamaGen-L + CTF" -> "LlamaGen + CTF", "VQGAN (227M)" -> "VQGAN": sizes of one
+    model family share a line in the gFID-against-size figure."""
+    base = model.split(" + ")[0].split(" (")[0].split("-")[0]
+    return base + (" + CTF" if "CTF" in model else "")
+
+
 def figures(data: ReportData, fig_dir: Path | str) -> list[Path]:
     """Write FIGURES into fig_dir; returns their paths."""
+    import pandas as pd  # not at import time: the Snakefile imports FIGURES while it builds the DAG
+
     fig_dir = Path(fig_dir)
     evals, params_of, paper, logs = data.evaluations, data.params, data.paper, data.logs
     plt = plots.pyplot()
     # gFID against parameters: the papers' points and ours (ours marked when the extractor differs)
     fig, ax = plt.subplots(figsize=(6, 4))
-    rows_all = paper_rows(paper).assign(family=lambda d: d.model.str.contains("CTF").map({True: "CTF", False: "plain"}))
+    rows_all = paper_rows(paper).assign(family=lambda d: d.model.map(model_family)).dropna(subset=["params_m"])
+    others = []
     for (p, table, family), rows in rows_all.groupby(["paper", "table", "family"]):
-        rows = rows.sort_values("params_m")  # one line per model family: a table mixing plain and CTF rows zig-zags
-        tag = f" {family} (stage-1 params)" if family == "CTF" else ""
-        ax.plot(rows.params_m, rows.value, marker="o", ls="--", label=f"{p}: {table}{tag}")
+        if len(rows) < 2:  # a compared method with one size: a point, not a curve
+            others.append(rows)
+            continue
+        rows = rows.sort_values("params_m")  # one line per model family, so sizes of one family read as a curve
+        tag = " (stage-1 params)" if "CTF" in family else ""
+        ax.plot(rows.params_m, rows.value, marker="o", ls="--", label=f"{p}: {table}: {family}{tag}")
+    if others:
+        rest = pd.concat(others)
+        ax.scatter(rest.params_m, rest.value, marker=".", color="0.6", label="other methods in the papers' tables")
     for name, m in evals.items():
         if name in params_of and not m["protocol"].get("control"):
             tag = "ours" if comparable(m) else "ours (domain-classifier FID: not comparable)"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alitok.evaluation.report_data import ReportData, comparable, paired_rows, paper_rows
 from alitok.evaluation.report_figures import FIGURES
+from alitok.generator.runs import AT_CTF
 
 CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
 
@@ -89,13 +90,20 @@ def verdicts(evals: dict[str, dict], real: dict | None) -> list[str]:
     return out
 
 
-def ctf_pairs(evals: dict[str, dict]) -> list[tuple[str, str]]:
-    """(CTF run, plain run of the same scale): the fair comparison, same depth and width on the same tokens."""
-    return [
-        (name, m["protocol"]["scale"])
-        for name, m in evals.items()
-        if m["protocol"].get("kind") == "ctf" and m["protocol"]["scale"] in evals
-    ]
+def ctf_pairs(evals: dict[str, dict], own_only: bool = False) -> list[tuple[str, str]]:
+    """(CTF run, plain run of the same scale): the fair comparison, same depth and width on the same tokens. Then,
+    unless `own_only`, (CTF run, that plain run sampled at CTF's protocol), the pair that differs in the method only."""
+    pairs = []
+    for name, m in evals.items():
+        if m["protocol"].get("kind") == "ctf":
+            scale = m["protocol"]["scale"]
+            pairs += [(name, plain) for plain in (scale, f"{scale}-{AT_CTF}")[: 1 if own_only else 2] if plain in evals]
+    return pairs
+
+
+def sampling_of(protocol: dict) -> str:
+    """A run's sampling protocol in a few words, for rows that set two runs side by side."""
+    return f"guidance {protocol.get('guidance')} ({protocol.get('guidance_schedule')}), T {protocol.get('temperature')}"
 
 
 def _ratio(a, b) -> str:
@@ -136,9 +144,10 @@ def ctf_section(
             "given per model, not as a ratio: stage 1 over the K coarse labels, stage 2 and the plain generator "
             "over the codebook.",
             "",
-            "| CTF | plain | params (M) CTF / plain | gFID CTF / plain | class-consistency CTF / plain | "
-            "images/s CTF / plain (ratio) | held-out accuracy: stage 1 (coarse) / stage 2 (fine) / plain (fine) |",
-            "|---|---|---|---|---|---|---|",
+            "| CTF | plain | sampling CTF / plain | params (M) CTF / plain | gFID CTF / plain | "
+            "class-consistency CTF / plain | images/s CTF / plain (ratio) | "
+            "held-out accuracy: stage 1 (coarse) / stage 2 (fine) / plain (fine) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         stage2_acc = None if last is None else last["val_acc"]
         for ctf, plain in pairs:
@@ -148,16 +157,20 @@ def ctf_section(
             ]
             speed = [m["speed"]["images_per_s"] if "speed" in m else None for m in (a, b)]
             size = [params_of[n] / 1e6 if n in params_of else None for n in (ctf, plain)]
+            sampling = [sampling_of(m["protocol"]) for m in (a, b)]
+            same = "the same" if sampling[0] == sampling[1] else f"{sampling[0]} / {sampling[1]}"
             lines.append(
-                f"| {ctf} | {plain} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | {a['fid']:.2f} / {b['fid']:.2f} | "
+                f"| {ctf} | {plain} | {same} | {_fmt(size[0], 2)} / {_fmt(size[1], 2)} | "
+                f"{a['fid']:.2f} / {b['fid']:.2f} | "
                 f"{_fmt(a.get('class_consistency'))} / {_fmt(b.get('class_consistency'))} | "
                 f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
                 f"{_fmt(acc[0])} / {_fmt(stage2_acc)} / {_fmt(acc[1])} |"
             )
             order = "lower" if a["fid"] < b["fid"] else "higher" if a["fid"] > b["fid"] else "equal"
             lines.append("")
+            differs = "the method only" if same == "the same" else "the method and the sampling protocol"
             lines.append(
-                f"- `{ctf}` against `{plain}`: gFID {order} "
+                f"- `{ctf}` against `{plain}` (they differ in {differs}): gFID {order} "
                 f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
                 f"target repeats it over seeds)."
             )
@@ -241,7 +254,7 @@ def paired_section(like: dict[str, dict], pairing: dict, rows: dict[str, dict]) 
             f"{_fmt(speed, 2)} / {_fmt(theirs.get('images_per_s'), 2)} |"
         )
     ratios = []
-    for run, plain in ctf_pairs(like):
+    for run, plain in ctf_pairs(like, own_only=True):  # the paper's speed comparison: each at its own protocol
         if all("speed" in like[r] for r in (run, plain)):
             ours = like[run]["speed"]["images_per_s"] / like[plain]["speed"]["images_per_s"]
             a, b = rows.get(run, {}).get("images_per_s"), rows.get(plain, {}).get("images_per_s")

@@ -20,7 +20,7 @@ import torch
 from alitok import atomic, cliargs
 from alitok.evaluation import reference
 from alitok.generator.archive import read_npz
-from alitok.generator.runs import CONTROLS
+from alitok.generator.runs import CONTROLS, at_ctf_protocol
 from alitok.metrics import generative
 
 log = logging.getLogger("alitok.evaluation")
@@ -73,7 +73,9 @@ def sampling_speed(
     }
 
 
-def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict, ctf: bool = False) -> dict:
+def protocol(
+    p: dict, scale: str | None, control: str | None, num_samples: int, ref: dict, ctf: bool = False, sampling="own"
+) -> dict:
     """Every setting that moves the numbers, stored with them."""
     e = p["evaluation"]
     out = {
@@ -89,6 +91,7 @@ def protocol(p: dict, scale: str | None, control: str | None, num_samples: int, 
         guide = p["ctf"]["sampling"] if ctf else sc  # CTF's stage 1 follows ctf.sampling, not the scale's guidance
         out.update(
             kind="ctf" if ctf else "plain",
+            sampling=sampling,  # "ctf": a plain generator at CTF's protocol (p is then at_ctf_protocol's)
             arch=sc["arch"],  # the generator's (CTF: stage 1's) architecture
             tokenizer=p["tokenizer"].get("family", "alitok"),
             scale=scale,
@@ -132,8 +135,10 @@ def run(
     tokenizer=None,
     ctf_stage2=None,
     coarse_map=None,
+    sampling: str = "own",
 ) -> dict:
-    """Metrics JSON of `samples` (an ADM archive) or of the real images listed in `real_split` (a manifest)."""
+    """Metrics JSON of `samples` (an ADM archive) or of the real images listed in `real_split` (a manifest).
+    `sampling` "ctf": the samples are a plain generator's at CTF's protocol; they are timed at it, too."""
     e = p["evaluation"]
     if (samples is None) == (real_split is None):
         raise ValueError("evaluate exactly one of: a sample archive, a real split")
@@ -166,7 +171,7 @@ def run(
         "precision": precision,
         "recall": recall,
         "num_samples": len(images),
-        "protocol": protocol(p, scale, control, len(images), ref, ctf=ctf_stage2 is not None),
+        "protocol": protocol(p, scale, control, len(images), ref, ctf=ctf_stage2 is not None, sampling=sampling),
         "extractor_weights_sha256": generative.weights_digest(extractor_weights, 64),
         "source": str(samples if samples is not None else real_split),
     }
@@ -202,11 +207,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--generator", type=Path, help="with --tokenizer: also time sampling (evaluation.speed)")
     parser.add_argument("--tokenizer", type=Path)
     cliargs.ctf_pair(parser)
+    cliargs.sampling_protocol(parser)
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
 
 
 def main(args, p: dict) -> None:
     cliargs.together(args, "ctf_stage2", "coarse_map")
+    if args.protocol == "ctf":
+        p = at_ctf_protocol(p, args.scale)
     names = ("out", "extractor_weights", "cache_dir", "samples", "real_split", "reference_manifest", "scale")
     names += ("control", "generator", "tokenizer", "ctf_stage2", "coarse_map")
-    run(p, **cliargs.passed(args, *names, dataset_json="dataset"))
+    run(p, **cliargs.passed(args, *names, dataset_json="dataset"), sampling=args.protocol)

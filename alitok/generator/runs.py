@@ -6,6 +6,8 @@ not cost a torch import per invocation. The model configs built from the same pa
 
 from __future__ import annotations
 
+import copy
+
 
 def embedded_classes(p: dict) -> int | None:
     """Class count known from params alone (the embedded dataset); None for an ImageFolder tree."""
@@ -44,12 +46,34 @@ def training_steps(p: dict, scale: str | None, control: str | None) -> int:
     return steps
 
 
-def parse_run(run: str) -> tuple[str, str, str | None]:
-    """A generator run's name -> (kind, scale, control): "S", "S-shuffled_labels", "ctf-S" (CTF's stage 1 at
-    scale S's shape). The names are folder names under generator/ and the rows of the report."""
+AT_CTF = "at_ctf"  # run-name suffix: a plain generator sampled at CTF's protocol
+
+
+def parse_run(run: str) -> tuple[str, str, str | None, str]:
+    """A generator run's name -> (kind, scale, control, sampling): "S", "S-shuffled_labels", "ctf-S" (CTF's stage
+    1 at scale S's shape), "S-at_ctf" (plain S's model sampled at CTF's protocol: sampling "ctf", else "own").
+    The names are folder names under generator/ and the rows of the report."""
     kind = "ctf" if run.startswith("ctf-") else "plain"
-    scale, _, control = run.removeprefix("ctf-").partition("-")
-    return kind, scale, control or None
+    scale, _, suffix = run.removeprefix("ctf-").partition("-")
+    if suffix == AT_CTF:
+        return kind, scale, None, "ctf"
+    return kind, scale, suffix or None, "own"
+
+
+def trained_run(run: str) -> str:
+    """The run whose model.pt a run samples: its own, except a protocol-matched run's, which is its scale's."""
+    kind, scale, _, sampling = parse_run(run)
+    return scale if sampling == "ctf" else run
+
+
+def at_ctf_protocol(p: dict, scale: str) -> dict:
+    """Params under which plain `scale` samples as CTF's stage 1 does: ctf.sampling's guidance, schedule and tau1
+    as temperature, no top-k or top-p (CTF's top-k is stage 2's). Its seed and labels stay the scale's, as CTF's."""
+    q = copy.deepcopy(p)
+    c = q["ctf"]["sampling"]
+    q["generator"]["scales"][scale].update(guidance=c["guidance"], guidance_power=c["guidance_power"])
+    q["generator"]["sampling"].update(temperature=c["tau1"], top_k=0, top_p=1.0)
+    return q
 
 
 def imports_tokenizer(p: dict) -> bool:
@@ -70,9 +94,13 @@ def tokenizer_final_stage(p: dict) -> int:
 
 
 def generator_runs(p: dict) -> list[str]:
-    """Every generator the pipeline trains and samples: the scales to run, their controls, then CTF's runs."""
+    """Every generator the pipeline trains or samples: the scales to run, their controls, then CTF's runs and, with
+    `ctf.matched_plain`, each of their plain scales sampled at CTF's protocol."""
     runs = list(p["generator"]["run"])
     runs += [f"{scale}-{c}" for scale in p["generator"]["run"] for c in p["evaluation"]["controls"]]
     if not imports_generators(p):  # released generators: nothing is trained, CTF included
-        runs += [f"ctf-{scale}" for scale in p.get("ctf", {}).get("run", [])]
+        ctf = p.get("ctf", {})
+        runs += [f"ctf-{scale}" for scale in ctf.get("run", [])]
+        if ctf.get("matched_plain"):  # the row that differs from CTF's in the method only
+            runs += [f"{scale}-{AT_CTF}" for scale in ctf["run"] if scale in p["generator"]["run"]]
     return runs

@@ -24,6 +24,7 @@ from alitok.ctf.clusters import read_map
 from alitok.ctf.sampling import generate_ctf
 from alitok.generator.archive import sample_labels, to_uint8, write_npz
 from alitok.generator.release import load_generator
+from alitok.generator.runs import at_ctf_protocol
 from alitok.generator.sampling import generate
 from alitok.tokenizer.release import ReleaseError, load_tokenizer
 from alitok.training import distributed
@@ -179,10 +180,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out-archive", type=Path, required=True, help="samples.npz: arr_0 NHWC uint8, arr_1 labels")
     parser.add_argument("--out-grid", type=Path, required=True, help="per-class sample grid (PNG)")
     cliargs.ctf_pair(parser)
+    cliargs.sampling_protocol(parser)
 
 
 def main(args, p: dict) -> None:
     cliargs.together(args, "ctf_stage2", "coarse_map")
+    if args.protocol == "ctf":
+        p = at_ctf_protocol(p, args.scale)
     names = ("scale", "work_dir", "out_archive", "out_grid", "ctf_stage2", "coarse_map")
     summary = run(p, **cliargs.passed(args, *names, generator_path="generator", tokenizer_path="tokenizer"))
     log.info("sampled: %s", summary)

@@ -1,9 +1,9 @@
-"""Tokenizer training losses besides pixel MSE: perceptual (logits MSE, LPIPS) and the GAN pieces.
+"""Tokenizer training losses besides pixel MSE: the perceptual ones (logits MSE, LPIPS); the GAN's are in gan.py.
 
-Released AliTok [docs/papers/alitok.md §1.5]: ConvNeXt-S logits MSE at 224 px, LPIPS-VGG in the warm-up phases, a
-hinge GAN with an NLayer (PatchGAN) discriminator at an effective generator weight of 0.005. Nothing here downloads:
-every pretrained network is built with random weights and loaded from a local file the user places, and a missing
-file fails at construction with one sentence naming the params key. The smoke profile swaps both perceptual
+Released AliTok [docs/papers/alitok.md §1.5]: ConvNeXt-S logits MSE at 224 px, LPIPS-VGG in the warm-up phases.
+Nothing here downloads: every
+pretrained network is built with random weights and loaded from a local file the user places, and a missing file
+fails at construction with one sentence naming the params key. The smoke profile swaps both perceptual
 networks for a small CNN the pipeline trains itself ("domain"), because no ImageNet weights exist offline.
 
 Images are float [0, 1], (N, 3, H, W), throughout (the domain classifier's convention). Imports torch alone at
@@ -12,7 +12,6 @@ module level (torchvision only when a torchvision network is built): GPU machine
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -297,54 +296,3 @@ class PerceptualLoss(nn.Module):
             total = total + self.lpips_weight * dist
             parts["lpips"] = dist.detach()
         return total, parts
-
-
-class NLayerDiscriminator(nn.Module):
-    """PatchGAN discriminator (taming/pix2pix layout: 4x4 convs, stride 2, LeakyReLU 0.2), one logit per patch.
-
-    GroupNorm, not BatchNorm: BatchNorm normalises with per-process batch statistics, so DDP training (or another
-    per-device batch size) would not give the same result as one process; GroupNorm is per sample.
-    Takes [0, 1] images and centres them to [-1, 1] so the first layer sees zero-mean inputs.
-    """
-
-    def __init__(self, in_channels: int = 3, channels: int = 64, layers: int = 3, max_mult: int = 8):
-        super().__init__()
-        seq = [nn.Conv2d(in_channels, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
-        mult = 1
-        for n in range(1, layers + 1):
-            prev, mult = mult, min(2**n, max_mult)
-            stride = 2 if n < layers else 1
-            c = channels * mult
-            seq += [
-                nn.Conv2d(channels * prev, c, 4, stride=stride, padding=1, bias=False),
-                nn.GroupNorm(math.gcd(32, c), c),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
-        seq.append(nn.Conv2d(channels * mult, 1, 4, stride=1, padding=1))
-        self.main = nn.Sequential(*seq)
-        self.apply(_init_weights)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] -> patch logits (N, 1, H', W')."""
-        return self.main(2 * x - 1)
-
-
-def _init_weights(m: nn.Module) -> None:
-    """DCGAN init, as taming's weights_init."""
-    if isinstance(m, nn.Conv2d):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.GroupNorm):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
-
-
-def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat))), as MaskBit/TiTok's hinge_d_loss."""
-    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
-
-
-def generator_adv_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-mean D(x_hat); the released effective weight is 0.1 x 0.05 = 0.005 [docs/papers/alitok.md §1.5]."""
-    return -fake_logits.mean()

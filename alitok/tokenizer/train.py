@@ -14,8 +14,10 @@ a failed job, never the work directory); a rerun continues from there and ends w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -34,7 +36,7 @@ from alitok.data.loader import TrainImages, train_loader
 from alitok.geometry import family
 from alitok.models.tokenizer import Tokenizer, TokenizerConfig, prefix_target
 from alitok.models.vq16 import VQ16, VQ16Config
-from alitok.tokenizer import losses
+from alitok.tokenizer import gan, losses
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
 
@@ -123,14 +125,17 @@ def phase_at(phases: list[dict], step: int) -> tuple[dict, int]:
 
 
 def _optimizer(params, opt: dict, scaled=(), lr_scale: float = 1.0) -> torch.optim.AdamW:
-    """AdamW without decay on norms, biases and embeddings-like vectors (1-d tensors). The `scaled` tensors
-    (the codebook) get their own group whose learning rate is `lr_scale` times the schedule's."""
+    """AdamW; 1-D tensors (norms, biases) decay only with `decay_vectors` (the release decays every tensor). The
+    `scaled` tensors (the codebook) get their own group whose learning rate is `lr_scale` times the schedule's."""
     special = {id(q) for q in scaled}
     params = [q for q in params if q.requires_grad]
     plain = [q for q in params if id(q) not in special]
     groups = [
         {"params": [q for q in plain if q.dim() >= 2], "weight_decay": opt["weight_decay"]},
-        {"params": [q for q in plain if q.dim() < 2], "weight_decay": 0.0},
+        {
+            "params": [q for q in plain if q.dim() < 2],
+            "weight_decay": opt["weight_decay"] if opt["decay_vectors"] else 0.0,
+        },
     ]
     own = [q for q in params if id(q) in special]
     if own:
@@ -186,26 +191,29 @@ def run(
     torch.manual_seed(tr["seed"])
     parts = family_parts(p, stage)
     model = parts.model
+    dcfg = tok["discriminator"]
+    disc = gan.discriminator(dcfg)
     if init is not None:
         source = checkpoint.load(init, kind="tokenizer")
         if stage == 2:
             model.init_stage2_from(source["model"], tok["stage2_init"]["code_positions"])
         else:
             model.load_state_dict(source["model"])
+        if dcfg["recipe"] == "release" and "discriminator" in source:  # the release restarts from last.pth, D included
+            disc.load_state_dict(source["discriminator"])
     model.to(d.device)
-    disc = losses.NLayerDiscriminator(
-        channels=tok["discriminator"]["channels"], layers=tok["discriminator"]["layers"]
-    ).to(d.device)
+    disc.to(d.device)
     perceptual = _perceptual(tok, phases, perceptual_net).to(d.device)
-    opt_g = _optimizer(
-        model.parameters(),
-        tok["optimizer"],
-        scaled=[parts.codebook],
-        lr_scale=tok["quantizer"]["codebook_lr_scale"],
-    )
-    opt_d = _optimizer(disc.parameters(), tok["optimizer"])
+    opt = tok["optimizer"]
+    opt_g = _optimizer(model.parameters(), opt, scaled=[parts.codebook], lr_scale=tok["quantizer"]["codebook_lr_scale"])
+    opt_d = _optimizer(disc.parameters(), opt)
+    clip = opt["grad_clip"] or math.inf  # inf: the norm is measured and logged, nothing is clipped
     amp = Precision(d.device, tr["precision"])
+    # the release computes every loss, the discriminator's included, in fp32 outside autocast; LlamaGen inside it
+    fp32_losses = dcfg["recipe"] == "release"
+    loss_precision = contextlib.nullcontext if fp32_losses else amp.autocast
     scaler = amp.scaler
+    set_tf32(tr["tf32"])
 
     ckpt_path, log_path = work_dir / "last.pt", work_dir / "log.jsonl"
     states = {"model": model, "disc": disc, "opt_g": opt_g, "opt_d": opt_d, "scaler": scaler}
@@ -233,55 +241,70 @@ def run(
         disable=not d.is_main,
     )
     tick, images_since = time.perf_counter(), 0
+    g_terms, d_terms, loss, grad_norm = {}, {}, None, None  # the latest of each kind: alternation logs both
     for x, _ in loader:
         phase, k = phase_at(phases, step)
-        lr = schedule.warmup_cosine(k, phase["steps"], phase["lr"], phase["end_lr"], phase["warmup_steps"])
+        turn = gan.turn(dcfg["recipe"], phase, k)
+        if k == 0 and opt["reset_each_phase"]:  # the release's last.pth holds no optimiser state
+            opt_g.state.clear()
+            opt_d.state.clear()
+        lr = schedule.warmup_cosine(turn.lr_step, turn.lr_steps, phase["lr"], phase["end_lr"], phase["warmup_steps"])
         for group in opt_g.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         for group in opt_d.param_groups:
-            group["lr"] = lr * tok["discriminator"]["lr_scale"]
+            group["lr"] = lr * dcfg["lr_scale"]
         x = x.to(d.device, non_blocking=True).float() / 255
-        with amp.autocast():
-            outputs = ddp_model(x)
-            recon = outputs["image"]
-            terms = {"recon": F.mse_loss(recon.float(), x)}
-            if stage == 1:
-                terms["commitment"] = outputs["commitment"]
-                terms["codebook"] = outputs["codebook"]
-                aux = parts.aux(outputs, x)
-                if aux is not None:
-                    terms["aux"] = aux
-            if phase["perceptual_weight"] > 0:
-                terms["perceptual"] = perceptual.logits_mse(recon, x)
-                weights["perceptual"] = phase["perceptual_weight"]
-            if phase["lpips_weight"] > 0:
-                terms["lpips"] = perceptual.lpips(recon, x)
-                weights["lpips"] = phase["lpips_weight"]
-            if phase["gan_weight"] > 0:  # through the bare module: D's own update below is the DDP-synced one
-                terms["gan_g"] = losses.generator_adv_loss(disc(recon))
-                weights["gan_g"] = phase["gan_weight"]
-            loss = sum(weights[name] * value for name, value in terms.items())
 
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt_g)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tok["optimizer"]["grad_clip"])
-        scaler.step(opt_g)
-        scaler.update()
-        if parts.revive is not None:
+        if turn.generator:
+            with amp.autocast():
+                outputs = ddp_model(x)
+            recon = outputs["image"].float() if fp32_losses else outputs["image"]
+            with loss_precision():
+                terms = {"recon": F.mse_loss(recon.float(), x)}
+                if stage == 1:
+                    terms["commitment"] = outputs["commitment"]
+                    terms["codebook"] = outputs["codebook"]
+                    aux = parts.aux(outputs, x)
+                    if aux is not None:
+                        terms["aux"] = aux
+                if phase["perceptual_weight"] > 0:
+                    terms["perceptual"] = perceptual.logits_mse(recon, x)
+                    weights["perceptual"] = phase["perceptual_weight"]
+                if phase["lpips_weight"] > 0:
+                    terms["lpips"] = perceptual.lpips(recon, x)
+                    weights["lpips"] = phase["lpips_weight"]
+                if phase["gan_weight"] > 0:  # through the bare module: D's own update below is the DDP-synced one
+                    terms["gan_g"] = gan.generator_adv_loss(disc(recon))
+                    weights["gan_g"] = phase["gan_weight"]
+                loss = sum(weights[name] * value for name, value in terms.items())
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt_g)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            scaler.step(opt_g)
+            scaler.update()
+            g_terms = terms
+        else:  # a discriminator-only iteration of the release: its own batch through the tokenizer, no G update
+            with torch.no_grad(), amp.autocast():
+                outputs = model(x)
+            recon = outputs["image"]
+        if parts.revive is not None:  # the release's online clustering runs in every training forward
             parts.revive(outputs)
 
-        if phase["gan_weight"] > 0:
+        if turn.train_disc:
             opt_d.zero_grad(set_to_none=True)
-            with amp.autocast():
+            with loss_precision():
                 # one forward for real and fake: DDP allows a single forward per backward (GroupNorm is per sample)
-                real, fake = ddp_disc(torch.cat([x, recon.detach().to(x.dtype)])).chunk(2)
-                terms["gan_d"] = losses.hinge_d_loss(real, fake)
-            scaler.scale(terms["gan_d"]).backward()
+                real_logits, fake_logits = ddp_disc(torch.cat([x, recon.detach().float()])).chunk(2)
+                d_loss = gan.hinge_d_loss(real_logits, fake_logits)
+            scaler.scale(dcfg["loss_weight"] * d_loss).backward()
             scaler.unscale_(opt_d)
-            torch.nn.utils.clip_grad_norm_(disc.parameters(), tok["optimizer"]["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
             scaler.step(opt_d)
             scaler.update()
+            d_terms = {"gan_d": d_loss}
+        elif phase["gan_weight"] <= 0:
+            d_terms = {}
 
         step += 1
         images_since += x.shape[0] * d.world_size
@@ -292,17 +315,20 @@ def run(
                 "step": step,
                 "stage": stage,
                 "phase": phase["name"],
+                "update": turn.label,
                 "lr": lr,
-                "loss": loss.item(),
-                "grad_norm": grad_norm.item(),
+                "lr_step": turn.lr_step,
+                "g_updates": adam_steps(opt_g),  # AdamW's own counts: they restart where the optimisers reset
+                "d_updates": adam_steps(opt_d),
+                **({} if loss is None else {"loss": loss.item(), "grad_norm": grad_norm.item()}),
                 "images_per_s": images_since / seconds,
-                **{name: value.item() for name, value in terms.items()},
+                **{name: value.item() for name, value in {**g_terms, **d_terms}.items()},
             }
             if stage == 1:
                 record.update(parts.usage(outputs))
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{loss.item():.4f}", phase=phase["name"])
+            bar.set_postfix(loss=f"{record.get('loss', math.nan):.4f}", phase=phase["name"])
             tick, images_since = time.perf_counter(), 0
         if step % tr["checkpoint_every"] == 0 or step == total_steps:
             checkpoint.save_progress(
@@ -330,6 +356,7 @@ def run(
             "stage": stage,
             "config": asdict(model.config),
             "model": model.state_dict(),
+            "discriminator": disc.state_dict(),  # what the release's stage 2 starts its D from
             "params_hash": run_hash,
             "steps": total_steps,
             "phases_from": phases_from or stage,
@@ -346,6 +373,19 @@ def run(
         shutil.rmtree(work_dir)  # done: a later run with other params starts fresh instead of refusing to resume
     distributed.teardown()
     return summary
+
+
+def adam_steps(opt: torch.optim.Optimizer) -> int:
+    """How many updates the optimiser's moments have seen (0 right after a reset)."""
+    return max((int(state["step"]) for state in opt.state.values() if "step" in state), default=0)
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions when `on`; otherwise PyTorch's defaults, which the release keeps
+    (matmuls in full fp32, cuDNN free to use TF32 in convolutions). No effect on the CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    if on:
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def checkpoint_digest(path) -> str | None:

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from alitok import reads
 from alitok.ctf import setting as ctf_setting
 from alitok.evaluation.summary import curve_names
-from alitok.generator.runs import generator_runs as runs_of, imports_generators, parse_run, tokenizer_final_stage
+from alitok.generator.runs import generator_runs as runs_of, imports_generators, parse_run, tokenizer_final_stage, trained_run
 
 # Helpers of the rule files (which call only these, never each other's): which inputs exist depends on the profile.
 
@@ -255,6 +255,20 @@ def is_ctf_run(wildcards):
     return parse_run(wildcards.run)[0] == "ctf"
 
 
+def run_protocol(wildcards):
+    """"ctf" for a plain generator sampled at CTF's protocol (run "<scale>-at_ctf"), else "own"."""
+    return parse_run(wildcards.run)[3]
+
+
+def run_protocol_arg(wildcards):
+    return "--protocol ctf" if run_protocol(wildcards) == "ctf" else ""
+
+
+def run_model(wildcards):
+    """The model.pt a run samples: a protocol-matched run samples its scale's trained generator."""
+    return f"{OUT}/{wildcards.u}generator/{trained_run(wildcards.run)}/model.pt"
+
+
 def ctf_inputs(wildcards):
     """A run's CTF files: the coarse map for stage 1, and stage 2 too for sampling and timing."""
     if not is_ctf_run(wildcards):
@@ -299,7 +313,8 @@ def report_curves(u="", p=None):
     p = P if p is None else p
     if imports_generators(p):
         return []
-    names = curve_names(generator_runs(p), reported_tokenizer_stages(p), ["ctf_stage2"] if uses_ctf(p) else [])
+    trained = [r for r in generator_runs(p) if trained_run(r) == r]  # a protocol-matched run has no curve of its own
+    names = curve_names(trained, reported_tokenizer_stages(p), ["ctf_stage2"] if uses_ctf(p) else [])
     return [f"{OUT}/{u}curves/{kind}/{name}.json" for kind in names for name in names[kind]]
 
 

@@ -36,7 +36,7 @@ rule evaluate_generator:
         unpack(dataset_info),
         unpack(ctf_inputs),  # CTF runs: stage 2 and the map, to time both stages
         samples=f"{U}generator/{{run}}/samples.npz",
-        generator=f"{U}generator/{{run}}/model.pt",
+        generator=run_model,
         tokenizer=final_tokenizer,
         weights=extractor_weights(),
     output:
@@ -45,7 +45,7 @@ rule evaluate_generator:
         **command("evaluate"),
         what=lambda wildcards, input: f"--samples {input.samples} --scale {run_scale(wildcards)} "
         f"{run_control_arg(wildcards)} --generator {input.generator} --tokenizer {input.tokenizer}",
-        ctf=ctf_args,
+        ctf=lambda wildcards, input: f"{ctf_args(wildcards, input)} {run_protocol_arg(wildcards)}",
         dataset=lambda wildcards, input: f"--dataset {input.info}" if "info" in input.keys() else "",
         reference=reference_arg,
         cache=f"{OUT}/evaluation/cache",
@@ -87,9 +87,9 @@ def report_manifest(u="", p=None):
     tokenizer stages, CTF's files; `u` and `p`: the CTF setting's folder and params. A new input goes here and in
     report_data.collect, nowhere else."""
     p, out = P if p is None else p, f"{OUT}/{u}"
-    runs = {r: {"evaluation": f"{out}evaluation/{r}.json", "generator": f"{out}generator/{r}/model.pt"}
-            | ({} if imports_generators(p) else {"log": f"{out}generator/{r}/log.jsonl"})  # imported: no logs
-            for r in generator_runs(p)}
+    runs = {r: {"evaluation": f"{out}evaluation/{r}.json", "generator": f"{out}generator/{trained_run(r)}/model.pt"}
+            | ({} if imports_generators(p) or trained_run(r) != r else {"log": f"{out}generator/{r}/log.jsonl"})
+            for r in generator_runs(p)}  # imported generators and protocol-matched runs have no log of their own
     manifest = {"runs": runs, "paper": "results/paper/published.csv"}
     if uses_classifier():  # the floor and ceiling of the embedded data's numbers (shared), and the tokenizer's
         manifest |= {"real": f"{OUT}/evaluation/real_val.json", "classifier": f"{OUT}/classifier/metrics.json"}

@@ -1,10 +1,11 @@
 # The AR generator: one training run per scale (params generator.scales), on the extracted tokens, plus the
 # evaluation's controls (params evaluation.controls) and CTF's stage 1 (params ctf.run). Run names
 # (alitok.generator.runs.parse_run): "S" is scale S; "S-untrained" and "S-shuffled_labels" are scale S untrained
-# and trained on permuted labels; "ctf-S" is CTF's stage 1 at S's shape (ctf.smk has its map and stage 2).
+# and trained on permuted labels; "ctf-S" is CTF's stage 1 at S's shape (ctf.smk has its map and stage 2);
+# "S-at_ctf" is S's trained model sampled at CTF's protocol (params ctf.matched_plain), never trained itself.
 # In-progress checkpoints live in work/, outside the declared outputs, so a killed job resumes.
 
-from alitok.generator.runs import CONTROLS
+from alitok.generator.runs import AT_CTF, CONTROLS
 
 
 def train_args(wildcards, input):
@@ -16,7 +17,7 @@ def train_args(wildcards, input):
 SCALES = "|".join(P["generator"]["scales"])
 
 wildcard_constraints:
-    run=f"(({SCALES})(-({'|'.join(CONTROLS)}))?|ctf-({SCALES}))",
+    run=f"(({SCALES})(-({'|'.join(CONTROLS)}|{AT_CTF}))?|ctf-({SCALES}))",
 
 
 if not imports_generators(P):  # released weights are imported instead (release.smk)
@@ -48,14 +49,14 @@ if not imports_generators(P):  # released weights are imported instead (release.
 rule sample_generator:
     input:
         unpack(ctf_inputs),
-        generator=f"{U}generator/{{run}}/model.pt",
+        generator=run_model,
         tokenizer=final_tokenizer,
     output:
         archive=f"{U}generator/{{run}}/samples.npz", grid=f"{U}generator/{{run}}/samples_grid.png",
     params:
-        **command("sample", ddp=True, scale=run_scale, ctf_stage2=is_ctf_run),
+        **command("sample", ddp=True, scale=run_scale, ctf_stage2=is_ctf_run, protocol=run_protocol),
         scale=run_scale,
-        ctf=ctf_args,
+        ctf=lambda wildcards, input: f"{ctf_args(wildcards, input)} {run_protocol_arg(wildcards)}",
         work=lambda wildcards: f"{OUT}/{wildcards.u}work/samples_{wildcards.run}",
     threads: torch_threads("sample_generator")
     resources:
