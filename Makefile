@@ -8,8 +8,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 setup:
 	@scripts/setup_venv.sh
 
+# `dvc repro` runs the pipeline's one DVC stage, `snakemake --workflow-profile workflow/profiles/local`, and records
+# what it computed in dvc.lock, so `dvc push` shares it (docs/sharing.md).
 smoke: setup
-	snakemake --workflow-profile workflow/profiles/local
+	dvc repro
 
 # Two workers (one test file each, so module fixtures and the session's tiny run are built once) for everything but
 # the tests that time themselves, then those alone. Plain `python -m pytest` runs the same tests one after another.

@@ -39,6 +39,8 @@ if UNADOPTED:
 OUT = f"results/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 
+report: "workflow/report/workflow.rst"  # `snakemake --report`'s description; each result's caption: report_file
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 if not imports_generators(P):  # release256, llamagen256 import every weight: no data, no training rules

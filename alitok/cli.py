@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from alitok import joblog
+
 log = logging.getLogger("alitok")
 
 COMMANDS = {  # name: (module with add_arguments and main, help)
@@ -87,26 +89,29 @@ def _params(args) -> dict:
 
 
 def _setup_logging(log_file: Path | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+    """Log lines on stderr, which goes to the console and to `log_file` (the rule's log): with warnings, progress
+    and a failure's traceback (alitok/joblog.py)."""
+    joblog.capture(log_file)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=[logging.StreamHandler(sys.stderr)],
+        force=True,
     )
 
 
-def _track(args, p: dict) -> None:
-    """The job's MLflow child run (only under a pipeline's parent run). Its outputs are already written: a
-    tracking failure is reported, never turned into a failed job whose outputs Snakemake would delete."""
+def _track(args, p: dict, status: str | None) -> None:
+    """The job's records for its live MLflow child run (only under a pipeline's parent run): status None when it
+    starts, then FINISHED or FAILED. A tracking failure is reported, never turned into a failed job whose outputs
+    Snakemake would delete."""
     from alitok import tracking
 
     if not os.environ.get(tracking.PARENT_ENV) or args.command in ("params", "compare"):
         return
     try:
-        tracking.record_job(args, p)
+        tracking.job_started(args, p) if status is None else tracking.record_job(args, p, status)
     except Exception as e:  # noqa: BLE001 - any MLflow failure
-        log.warning("MLflow: could not record this job (%s: %s); its outputs are complete", type(e).__name__, e)
+        log.warning("MLflow: could not record this job (%s: %s); it runs on untracked", type(e).__name__, e)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,15 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log)
     try:
         p = _params(args)  # every command gets the resolved profile the same way, and reads what it declares
-        importlib.import_module(COMMANDS[args.command][0]).main(args, p)
-        _track(args, p)
+        _track(args, p, None)
+        try:
+            importlib.import_module(COMMANDS[args.command][0]).main(args, p)
+        except BaseException:  # the run reads FAILED; a SIGKILL leaves no record and reads KILLED
+            _track(args, p, "FAILED")
+            raise
+        _track(args, p, "FINISHED")
     except _user_errors() as e:
-        message = f"alitok {args.command}: error: {e}"
-        if args.log:  # the console gets the plain line below; the log file keeps a copy
-            logging.getLogger("alitok").handlers = []
-            with open(args.log, "a") as f:
-                f.write(message + "\n")
-        print(message, file=sys.stderr)
+        print(f"alitok {args.command}: error: {e}", file=sys.stderr)  # one line, no traceback; the log has it too
         return 2
     return 0
 

@@ -233,6 +233,9 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
         )
         return skip(f"{results} not marked up to date: {why}; Snakemake decides what reruns from file times")
     params_file = _lock_params_file(root, profile, stage, marker.parent)
+    regenerated = regenerate_images(root, profile, params_file)
+    if regenerated:
+        print(f"alitok: regenerated {regenerated} embedded images, each as its manifest's sha256 says", file=sys.stderr)
     print(
         f"alitok: {results} matches dvc.lock ({len(files)} files): marking it up to date (snakemake --touch"
         + (", with dvc.lock's params)" if params_file else ")"),
@@ -243,15 +246,42 @@ def adopt(root: Path, profile: str, *, strict: bool = False, touch=snakemake_tou
     return True
 
 
+def regenerate_images(root: Path, profile: str, params_file: Path | None) -> int:
+    """An embedded profile's generated images, which are not shared (.dvcignore: thousands of small files that
+    `alitok make-dataset` makes in seconds), made again and checked file by file against the pulled manifests'
+    sha256. Returns how many were made (0: none were missing, or the data is not generated)."""
+    from alitok.data import manifest
+
+    data = root / "results" / profile / "data"
+    info = data / "dataset.json"
+    if not info.is_file() or json.loads(info.read_text()).get("source") != "embedded":
+        return 0
+    images = root / json.loads(info.read_text())["root"]
+    rows = [r for split in ("train", "val") for r in manifest.read_manifest(data / f"{split}.csv")]
+    if all((images / r.path).is_file() for r in rows):
+        return 0
+    cmd = [sys.executable, "-m", "alitok", "make-dataset", "--params", str(params_file or root / "params.yaml")]
+    proc = subprocess.run([*cmd, "--profile", profile, "--out", str(images)], cwd=root, text=True, capture_output=True)
+    if proc.returncode != 0:
+        raise SharingError(f"`alitok make-dataset` failed while regenerating {images}: {proc.stderr.strip()[-500:]}")
+    bad = [r.path for r in rows if atomic.file_digest(images / r.path, "sha256") != r.sha256]
+    if bad:
+        raise SharingError(
+            f"{len(bad)} of the {len(rows)} regenerated images in {images} differ from the pulled manifests' sha256 "
+            f"(e.g. {bad[0]}): this environment draws or encodes them differently from the one that computed the "
+            "results (numpy or Pillow versions, docs/environment.md); not marking the results up to date"
+        )
+    return len(rows)
+
+
 def _lock_params_file(root: Path, profile: str, stage: dict, folder: Path) -> Path | None:
-    """params.yaml with the profile's params as dvc.lock records them, or None when they are the same. The
-    touch must record the params the results were computed with, so that a changed one reruns its side."""
+    """params.yaml with the profiles as dvc.lock records them, or None when they are the same. The touch must
+    record the params the results were computed with, so that a changed one reruns its side."""
     recorded = stage.get("params", {}).get("params.yaml", {})
     doc = yaml.safe_load((root / "params.yaml").read_text())
-    key = f"profiles.{profile}"
-    if key not in recorded or recorded[key] == doc["profiles"].get(profile):
+    if "profiles" not in recorded or recorded["profiles"] == doc["profiles"]:
         return None
-    doc["profiles"][profile] = recorded[key]
+    doc["profiles"] = recorded["profiles"]
     path = folder / f"params-{profile}.yaml"
     atomic.write_text(path, yaml.safe_dump(doc, sort_keys=False))
     return path

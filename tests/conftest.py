@@ -212,13 +212,37 @@ def save_random_classifier(path: Path, num_classes: int) -> None:
     )
 
 
-GIT_USER = ["-c", "user.email=ci@example.org", "-c", "user.name=ci"]
+def readme_block(name: str) -> list[str]:
+    """The command lines of the README's fenced block after `<!-- sharing: NAME ... -->`, comments removed."""
+    text = (REPO / "README.md").read_text()
+    block = text.split(f"<!-- sharing: {name}", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def make_recipe(target: str) -> str:
+    """The command a Makefile target runs after `setup` (the venv the tests already run in)."""
+    lines = (REPO / "Makefile").read_text().split(f"\n{target}: setup\n", 1)[1].splitlines()
+    end = next((i for i, ln in enumerate(lines) if not ln.startswith("\t")), len(lines))
+    (recipe,) = [ln.strip() for ln in lines[:end]]
+    return recipe
+
+
+def run_readme_block(name: str, cwd: Path, **substitutions) -> subprocess.CompletedProcess:
+    """The README's block as written, as one shell script, with its placeholders filled and `make <target>` as that
+    target's recipe (the tests already run in the venv that `setup` makes; the profile is params.yaml's)."""
+    lines = []
+    for line in readme_block(name):
+        for placeholder, value in substitutions.items():
+            line = line.replace(placeholder, str(value))
+        lines.append(make_recipe(line.split()[1]) if line.startswith("make ") else line)
+    return run(["bash", "-ec", "\n".join(lines)], cwd=cwd, timeout=1800)
 
 
 @pytest.fixture(scope="session")
 def tiny_shared(tmp_path_factory):
-    """Lab member A: runs the tiny pipeline through `dvc repro` (which runs Snakemake), commits dvc.lock, pushes to
-    the remote. Session-wide: the DVC tests and the tiny end-to-end test read the same run (one run, not two)."""
+    """Lab member A: runs the README's sharing lines on the tiny profile: `make smoke` (`dvc repro`, which runs
+    Snakemake), the remote, the commit of dvc.lock, `dvc push`. Session-wide: the DVC tests and the tiny
+    end-to-end test read the same run (one run, not two)."""
     root = tmp_path_factory.mktemp("dvc")
     origin, remote = root / "origin", root / "remote"
     origin.mkdir()
@@ -231,11 +255,11 @@ def tiny_shared(tmp_path_factory):
     doc["profile"] = "tiny"
     (origin / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     run(["git", "init", "-q"], cwd=origin)
+    for key, value in (("user.email", "ci@example.org"), ("user.name", "ci")):
+        run(["git", "config", key, value], cwd=origin)
     run(["dvc", "init", "-q"], cwd=origin)
     run(["dvc", "config", "core.analytics", "false"], cwd=origin)
-    run(["dvc", "remote", "add", "-d", "lab", str(remote)], cwd=origin)
-    run(["dvc", "repro", "-q"], cwd=origin, timeout=1800)
     run(["git", "add", "-A"], cwd=origin)
-    run(["git", *GIT_USER, "commit", "-qm", "tiny results"], cwd=origin)
-    run(["dvc", "push", "-q"], cwd=origin)
+    run(["git", "commit", "-qm", "the project"], cwd=origin)  # the repository as a lab member clones it
+    run_readme_block("owner", origin, **{"/shared/alitok-dvc": remote})
     return origin, remote

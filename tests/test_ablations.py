@@ -230,6 +230,21 @@ def test_position_perplexity_counts_the_choices_at_each_position(tmp_path):
     assert report.position_perplexity(tmp_path) == pytest.approx(1.5)
 
 
+def test_markdown_tables_write_each_cell_as_it_is():
+    """The report's tables (ours, not pandas' to_markdown: docs/ablations.md): no padding, "—" for a missing paper
+    value, also in a numeric column (to_markdown writes "nan" there), floats by `g`."""
+    rows = [
+        {"from": "E", "to": "F", "change": "two-stage decoder", "metric": "rfid", "ours": 1.5, "paper": None, "n": 3},
+        {"from": "A", "to": "B", "change": "causal decoder", "metric": "acc", "ours": 5.40, "paper": 8.0, "n": None},
+    ]
+    assert report._md(rows) == [
+        "| from | to | change | metric | ours | paper | n |",
+        "|---|---|---|---|---|---|---|",
+        "| E | F | two-stage decoder | rfid | 1.5 | — | 3 |",
+        "| A | B | causal decoder | acc | 5.4 | 8 | — |",
+    ]
+
+
 @pytest.mark.parametrize(
     "acc_b, rfid_b, claim",
     [

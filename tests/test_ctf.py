@@ -113,6 +113,31 @@ def test_kmeans_recovers_separated_clusters_and_is_seeded():
         kmeans(x, 101, seed=0, iters=5)
 
 
+def test_kmeans_is_scikit_learns_with_our_seed_and_fills_every_cluster():
+    """scikit-learn's KMeans (k-means++ from `seed`, one init, Lloyd until the assignments stop changing): every
+    cluster holds a code, and a codebook with fewer distinct vectors than clusters is refused, not split."""
+    from sklearn.cluster import KMeans
+
+    x = torch.randn(512, 8, generator=torch.Generator().manual_seed(1))
+    assign, centres = kmeans(x, 64, seed=5, iters=100)
+    ref = KMeans(64, init="k-means++", n_init=1, max_iter=100, tol=0.0, algorithm="lloyd", random_state=5)
+    ref.fit(x.double().numpy())
+    assert assign.tolist() == ref.labels_.tolist() and centres.shape == (64, 8)
+    assert torch.bincount(assign, minlength=64).min() > 0
+    assert not torch.equal(kmeans(x, 64, seed=6, iters=100)[0], assign)  # the seed matters
+    # every centre is its cluster's mean, and every code sits at its nearest centre (Lloyd converged)
+    means = torch.stack([x[assign == j].double().mean(0) for j in range(64)]).float()
+    assert torch.allclose(centres, means, atol=1e-5)
+    assert torch.equal(torch.cdist(x.double(), centres.double()).argmin(1), assign)
+    # duplicates: 10 distinct vectors, each 5 times
+    dup = torch.randn(10, 4, generator=torch.Generator().manual_seed(2)).repeat(5, 1)
+    a, _ = kmeans(dup, 10, seed=0, iters=100)
+    assert torch.bincount(a, minlength=10).tolist() == [5] * 10
+    assert all(len(set(a[i::10].tolist())) == 1 for i in range(10))  # identical codes share a coarse label
+    with pytest.raises(ValueError, match="11 clusters for 10 distinct vectors among 50 codes"):
+        kmeans(dup, 11, seed=0, iters=100)
+
+
 def test_coarse_map_reports_sizes_and_unused_codes():
     torch.manual_seed(0)
     codebook = torch.randn(64, 4)

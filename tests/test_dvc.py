@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import dry_run_jobs, edit_params, file_snapshot, run
+from alitok.evaluation.report_figures import FIGURES
+
+from conftest import dry_run_jobs, edit_params, file_snapshot, make_recipe, run, run_readme_block
 
 pytestmark = pytest.mark.slow
 
@@ -86,12 +88,59 @@ def change_a_generator_param_and_check_only_its_side_reruns(colleague, already_c
     }, ran
 
 
+def test_the_readmes_sharing_flow_pushes_what_a_colleague_needs(tiny_shared):
+    """`make smoke`, the remote, the commit, `dvc push` as the README writes them (conftest ran them): dvc.lock
+    records the results, and the remote holds them without the thousands of generated images."""
+    origin, remote = tiny_shared
+    assert make_recipe("smoke") == "dvc repro"  # what conftest ran for `make smoke`, on params.yaml's profile
+    stage = yaml.safe_load((origin / "dvc.lock").read_text())["stages"]["pipeline"]
+    (listing,) = [o for o in stage["outs"] if o["path"] == "results/tiny"]
+    listed = json.loads(
+        (origin / ".dvc" / "cache" / "files" / "md5" / listing["md5"][:2] / listing["md5"][2:]).read_text()
+    )
+    paths = {e["relpath"] for e in listed}
+    images = list((origin / "results" / "tiny" / "data" / "images").rglob("*.png"))
+    assert len(images) > 100 and not any(p.startswith("data/images/") for p in paths)
+    on_disk = {
+        str(p.relative_to(origin / "results" / "tiny"))
+        for p in (origin / "results" / "tiny").rglob("*")
+        if p.is_file() and not str(p.relative_to(origin / "results" / "tiny")).startswith(("data/images/", "work/"))
+    }
+    assert paths == on_disk, "everything else is shared"
+    assert {
+        "tokenizer/stage2.pt",
+        "generator/S/model.pt",
+        "generator/S/samples.npz",
+        "metrics.json",
+        "report.md",
+    } <= paths
+    assert any(p.startswith("tokens/") for p in paths)
+    pushed = [p for p in remote.rglob("*") if p.is_file()]
+    assert len(pushed) <= len(paths) + 1, f"{len(pushed)} objects for {len(paths)} files and one listing"
+
+
 def test_fresh_clone_pull_has_nothing_to_do_and_a_generator_param_reruns_only_its_side(tiny_shared, tmp_path):
+    """The README's colleague lines as written: clone, `make pull`, `snakemake -n` has nothing to do; the generated
+    images are back, each as its manifest's sha256 says. A base profile's param is seen by DVC too."""
     origin, _ = tiny_shared
-    colleague = clone(origin, tmp_path / "colleague")
-    run(["alitok", "pull"], cwd=colleague)  # dvc pull, then every file verified and the results marked computed
-    assert snakemake_jobs(colleague) == set(), "a fresh clone plus `alitok pull` has nothing to be done"
+    proc = run_readme_block("colleague", tmp_path, **{"<url>": origin})
+    assert "Nothing to be done" in proc.stdout, proc.stdout[-2000:]
+    colleague = tmp_path / "alitok"
+    for key, value in (("user.email", "ci@example.org"), ("user.name", "ci")):
+        run(["git", "config", key, value], cwd=colleague)
+    assert "regenerated" in proc.stderr and (colleague / "results/tiny/data/images").is_dir()
     assert snakemake_jobs(colleague) == set(), "and still nothing on the next invocation"
+
+    # tiny inherits smoke: a change there is a change of tiny's params, and DVC says so
+    doc = yaml.safe_load((colleague / "params.yaml").read_text())
+    lr = doc["profiles"]["smoke"]["classifier"]["lr"]
+    edit_params(colleague, lambda d: d["profiles"]["smoke"]["classifier"].update(lr=lr * 2))
+    status = run(["dvc", "status"], cwd=colleague).stdout
+    assert "pipeline" in status and "modified:" in status and "profiles" in status, status
+    diff = run(["dvc", "params", "diff"], cwd=colleague).stdout
+    assert "profiles.smoke.classifier.lr" in diff and "profiles.imagenet256" not in diff
+    edit_params(colleague, lambda d: d["profiles"]["smoke"]["classifier"].update(lr=lr))
+    assert "up to date" in run(["dvc", "status"], cwd=colleague).stdout.lower()
     change_a_generator_param_and_check_only_its_side_reruns(colleague)
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], cwd=colleague).stdout)
@@ -174,6 +223,37 @@ def test_after_a_plain_dvc_pull_a_dry_run_writes_nothing_and_a_real_run_is_refus
 
     run(["alitok", "pull", "--no-fetch"], cwd=colleague)
     assert snakemake_jobs(colleague) == set()
+
+
+def test_snakemake_report_captions_every_result(tiny_shared, tmp_path):
+    """`snakemake --report` as docs/evaluation.md gives it, on the session's tiny run: the workflow's description and
+    every result (the report's figures, each run's samples, the tokenizer's reconstructions) with its caption, its
+    Jinja rendered. The same run's job logs name their runs and hold progress bars as lines."""
+    origin, _ = tiny_shared
+    out = tmp_path / "report.html"
+    run(["snakemake", "--report", str(out), "--cores", "1"], cwd=origin)
+    html = out.read_text()
+    description = json.loads(re.search(r"^\s*var workflow_desc = (.*);$", html, re.M).group(1))
+    assert "AliTok and CTF" in description and "results/tiny/report.md" in description
+    results = json.loads(re.search(r"^\s*var results = (\{.*\});$", html, re.M).group(1))
+    tiny = origin / "results" / "tiny"
+    runs = sorted(p.parent.name for p in (tiny / "generator").glob("*/samples_grid.png"))
+    assert {"S", "S-untrained", "ctf-S"} <= set(runs)
+    expected = {f"results/tiny/figures/{f}" for f in FIGURES}
+    expected |= {f"results/tiny/generator/{r}/samples_grid.png" for r in runs}
+    expected |= {f"results/tiny/tokenizer/{v}_recon.png" for v in ("stage1", "stage2", "stage1_continued")}
+    assert set(results) == expected
+    for path, result in results.items():
+        caption = result["caption"]
+        assert len(re.sub("<[^>]+>", "", caption).split()) > 20 and "{{" not in caption, path
+    for r in runs:  # the run's name, from its wildcards
+        assert f">{r}</" in results[f"results/tiny/generator/{r}/samples_grid.png"]["caption"]
+
+    logs = origin / "logs" / "tiny"
+    stage2 = (logs / "train_ctf_stage2.log").read_text()
+    assert "generator ctf stage 2 trained" in stage2 and "None trained" not in stage2
+    assert "generator ctf stage 2: 100%" in stage2 and "\r" not in stage2  # its bar's last state, a line
+    assert "sample S-untrained: 100%" in (logs / "sample_generator_S-untrained.log").read_text()
 
 
 def test_tiny_pipeline_runs_and_then_has_nothing_to_do(tiny_shared, tmp_path):
@@ -319,9 +399,10 @@ def _check_mlflow(project):
     assert len(client.get_metric_history(train.info.run_id, "loss")) == len(logged) > 1  # per logged step
     assert train.data.params["generator.optimizer.lr"]
     evaluation = next(c for c in children if c.data.tags["rule"] == "evaluate_generator")
-    assert {"fid", "is", "precision", "recall", "class_consistency", "speed.images_per_s"} <= set(
-        evaluation.data.metrics
-    )
+    # the papers' metric names (gfid, images_per_s, param params_m), so one MLflow chart holds ours and theirs
+    assert {"gfid", "is", "precision", "recall", "class_consistency", "images_per_s"} <= set(evaluation.data.metrics)
+    assert float(evaluation.data.params["params_m"]) > 0
+    assert all(c.info.end_time > c.info.start_time for c in children)
     assert any(a.path.endswith(".json") for a in client.list_artifacts(evaluation.info.run_id))
     papers = client.search_runs([exp.experiment_id], "tags.kind = 'paper'", max_results=1000)
     release_b = [

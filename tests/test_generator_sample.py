@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from alitok import config
+from alitok.data.synthetic import class_names
 from alitok.generator import sample
 from alitok.generator.archive import released_labels, to_uint8, write_npz
 from alitok.generator.config import model_config as generator_config
@@ -87,8 +88,16 @@ def test_sampling_stage_writes_archive_and_grid(models):
         assert z["arr_0"].shape == (s["num_samples"], 32, 32, 3)
         assert z["arr_1"].tolist() == (np.arange(s["num_samples"]) % 10).tolist()
         assert z["arr_0"].std() > 0
+        images, labels = z["arr_0"], z["arr_1"]
+    # the samples, one row per class, sit bottom right; the class names left of them and the run's name above
     grid = np.asarray(Image.open(ws / "clean" / "grid.png"))
-    assert grid.shape == (10 * 32, s["grid_per_class"] * 32, 3)
+    n = s["grid_per_class"]
+    rows = [np.concatenate(images[np.flatnonzero(labels == c)[:n]], axis=1) for c in range(10)]
+    assert grid.shape[0] > 10 * 32 and grid.shape[1] > n * 32 + 60 and grid.shape[2] == 3
+    assert np.array_equal(grid[-10 * 32 :, -n * 32 :], np.concatenate(rows, axis=0))
+    margin = grid[-10 * 32 :, : -n * 32]
+    assert (margin < 128).any() and (margin == 255).mean() > 0.5  # dark text on white
+    assert sample.class_names(p, 10)[1] == f"class 1: {class_names(p['data']['embedded']['classes'])[1]}"
     assert not any((ws / "clean" / "work").iterdir())
 
 

@@ -50,10 +50,11 @@ stages:
     params:
       params.yaml:
         profile: tiny
-        profiles.tiny:
-          generator:
-            steps: 4
-            end_lr: 2e-05
+        profiles:
+          tiny:
+            generator:
+              steps: 4
+              end_lr: 2e-05
     outs:
     - path: results/tiny
       md5: {version}

@@ -82,7 +82,7 @@ def test_pipeline_and_job_runs_go_to_one_mlflow_server(server, tmp_path, monkeyp
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("alitok-tiny")
     (child,) = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
-    assert child.data.tags["rule"] == "evaluate_generator" and child.data.metrics["fid"] == 12.5
+    assert child.data.tags["rule"] == "evaluate_generator" and child.data.metrics["gfid"] == 12.5
     assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["evaluation.json"]
     assert client.get_run(parent).info.status == "FINISHED"
     assert not (tmp_path / "mlflow.db").exists(), "nothing went to a local sqlite file"

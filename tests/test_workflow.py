@@ -11,7 +11,7 @@ import pytest
 
 from alitok import config
 
-from conftest import dry_run_jobs, edit_params, run, tool_env
+from conftest import REPO, dry_run_jobs, edit_params, run, tool_env
 from fakes import make_fake_imagenet
 
 PROFILES = ["tiny", "smoke", "imagenet256", "imagenet512"]  # and the released weights' profiles, below
@@ -133,8 +133,8 @@ def test_ctf256_lists_every_missing_input_then_plans_the_paper_setting(project, 
         "ctf_clusters": 1,
         "train_ctf_stage2": 1,
         "train_generator": 6,
-        "sample_generator": 6,
-        "evaluate_generator": 6,
+        "sample_generator": 9,  # + B-, L- and XL-at_ctf: the plain generators at CTF's protocol (ctf.matched_plain)
+        "evaluate_generator": 9,
         "write_report": 1,
         "all": 1,
     }
@@ -329,3 +329,51 @@ def test_second_invocation_in_one_directory_is_refused(project):
         [sys.executable, "-c", "from alitok import runlock; runlock.acquire(['again']); print('ok')"], cwd=project
     )
     assert check.stdout.strip() == "ok"
+
+
+def test_every_report_figure_has_a_caption():
+    """`snakemake --report` captions (workflow/report/*.rst): one per figure the report rule declares, named after it;
+    the report itself is checked on the session's tiny run (tests/test_dvc.py)."""
+    from alitok.evaluation.report_figures import FIGURES
+
+    captions = REPO / "workflow" / "report"
+    for name in [Path(f).stem for f in FIGURES] + ["workflow"]:
+        assert (captions / f"{name}.rst").read_text().strip(), name
+
+
+# Loaded by every Python process of the test's Snakemake run (PYTHONPATH); only the make-dataset job acts on it.
+FAIL_MAKE_DATASET = """import sys
+
+if sys.argv[1:2] == ["make-dataset"]:  # the job fails as a bug in the data stage would
+    import warnings
+
+    from alitok.data import synthetic
+
+    def write_dataset(*args, **kwargs):
+        warnings.warn("about to fail (injected)")
+        raise RuntimeError("injected failure in write_dataset")
+
+    synthetic.write_dataset = write_dataset
+"""
+
+
+def test_a_failing_job_leaves_its_traceback_in_its_log(project, tmp_path):
+    """The rule's log (logs/<profile>/<rule>.log) gets the job's stderr: its warning and its traceback, once; the
+    console still shows them."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(FAIL_MAKE_DATASET)
+    proc = subprocess.run(
+        ["snakemake", "--cores", "1", "--config", "profile=tiny", "--", "results/tiny/data/images"],
+        cwd=project,
+        env=tool_env() | {"PYTHONPATH": str(inject)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    log = (project / "logs" / "tiny" / "make_dataset.log").read_text()
+    assert "UserWarning: about to fail (injected)" in log
+    assert log.count("Traceback (most recent call last)") == 1
+    assert log.rstrip().endswith("RuntimeError: injected failure in write_dataset")
+    assert "RuntimeError: injected failure in write_dataset" in proc.stderr

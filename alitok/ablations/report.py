@@ -261,6 +261,9 @@ def claims(p: dict, values: dict, paper: dict) -> dict:
 
 
 def _md(rows: list[dict]) -> list[str]:
+    """Rows as a markdown table, each cell as written: "—" for a missing paper value, floats by `g`. Kept rather than
+    pandas' `to_markdown`: that needs `tabulate` (here only through dvc and snakemake, so a new pin), pads every
+    column to its widest cell, and prints a paper value missing from a numeric column as "nan"."""
     keys = list(rows[0])
     cell = lambda v: "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))  # noqa: E731
     return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [

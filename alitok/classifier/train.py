@@ -121,7 +121,7 @@ def run(cfg: dict, image_size: int, train_csv, val_csv, dataset_json, out_dir, s
         model.train()
         perm = torch.randperm(len(train_x))
         losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr)
+        bar = tqdm(range(steps_per_epoch), desc=f"{section} epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr)
         for step in bar:
             idx = perm[step * batch_size : (step + 1) * batch_size]
             x = degrade(augment(train_x[idx].float() / 255), cfg["degrade"]["pool_factors"], cfg["degrade"]["noise"])

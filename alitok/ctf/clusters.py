@@ -3,8 +3,8 @@
 
 The paper names k-means and the cluster counts, not the normalisation, distance, initialisation or how unused
 codes are handled (docs/papers/ctf.md §1.2 "NOT FOUND"). Our choices, each a param (`ctf.clusters`, docs/ctf.md):
-Euclidean k-means (the quantizer's own squared-L2 distance), k-means++ seeding from a seeded generator,
-Lloyd iterations to convergence, an empty cluster re-seeded at the code farthest from its centre, and every
+Euclidean k-means (the quantizer's own squared-L2 distance; scikit-learn's KMeans), k-means++ seeding from `seed`,
+Lloyd iterations to convergence, an empty cluster moved to the code farthest from its centre, and every
 code in the map, used or not (it must send any token to a coarse label). The centres come from every code
 (`codes: all`, the paper's codebook-wide reading) or from the codes the training tokens use (`codes: used`, the
 others then join their nearest centre): a young codebook's dead codes stay where they were initialised, spread
@@ -48,39 +48,27 @@ def read_map(path) -> dict:
 
 
 def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means with k-means++ seeding, fp64, deterministic for a seed. Returns (assignment (N,),
-    centres (k, D))."""
+    """scikit-learn's k-means in fp64, deterministic for a seed: one k-means++ initialisation from `seed`, then
+    Lloyd iterations until the assignments stop changing (`tol=0`), at most `iters`; an empty cluster is moved to
+    the points farthest from their centres. Returns (assignment (N,), centres (k, D)).
+
+    Fewer distinct points than clusters is refused: k-means would have to leave clusters empty or split identical
+    codes between coarse labels."""
+    from sklearn.cluster import KMeans
+
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= clusters <= points, got {k} clusters for {n} codes")
-    x = x.double()
-    g = torch.Generator().manual_seed(seed)
-    centres = [x[torch.randint(n, (1,), generator=g)].squeeze(0)]
-    d2 = ((x - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        # k-means++: the next centre with probability ∝ squared distance to the closest chosen one
-        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1 / n)
-        c = x[torch.multinomial(probs, 1, generator=g)].squeeze(0)
-        centres.append(c)
-        d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
-    centres = torch.stack(centres)
-    assign = torch.full((n,), -1, dtype=torch.long)
-    for _ in range(iters):
-        dist = torch.cdist(x, centres).pow(2)
-        new = dist.argmin(1)
-        if torch.equal(new, assign):
-            break
-        assign = new
-        counts = torch.bincount(assign, minlength=k)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
-        for j in (~filled).nonzero().flatten().tolist():  # re-seed an empty cluster at the worst-served point
-            far = int(dist.gather(1, assign[:, None]).squeeze(1).argmax())
-            centres[j] = x[far]
-            dist[far] = 0
-            assign[far] = j
-    return assign, centres.float()
+    points = x.detach().cpu().double().numpy()
+    distinct = len(np.unique(points, axis=0))
+    if k > distinct:
+        raise ValueError(
+            f"k-means needs at most as many clusters as distinct points, got {k} clusters for {distinct} distinct "
+            f"vectors among {n} codes"
+        )
+    km = KMeans(k, init="k-means++", n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd", random_state=seed)
+    km.fit(points)
+    return torch.from_numpy(km.labels_.astype(np.int64)), torch.from_numpy(km.cluster_centers_).float()
 
 
 def coarse_map(

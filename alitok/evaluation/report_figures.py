@@ -22,6 +22,37 @@ def model_family(model: str) -> str:
     return base + (" + CTF" if "CTF" in model else "")
 
 
+def _ours(evals: dict) -> tuple[dict, dict]:
+    """Our non-control runs split by FID protocol: (comparable with the papers' Inception gFID, not comparable)."""
+    runs = {n: m for n, m in evals.items() if not m["protocol"].get("control")}
+    return {n: m for n, m in runs.items() if comparable(m)}, {n: m for n, m in runs.items() if not comparable(m)}
+
+
+def _panels(plt, apart: bool, title: str):
+    """One axes, or two side by side (the papers' Inception gFID left, our domain-classifier FID right, each on its
+    own axis) when `apart`: mixing them on one axis squashes the papers' curves against ours."""
+    fig, axes = plt.subplots(
+        1, 2 if apart else 1, figsize=(11 if apart else 6.5, 4.6), squeeze=False, layout="constrained"
+    )
+    fig.suptitle(title)
+    return fig, list(axes[0]) + [axes[0][0]] * (not apart)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.margins(0.2)
+    plots.readable_log_axes(ax)
+    plots.legend_below(ax)
+
+
+def _star(ax, x, y, label: str) -> None:
+    """One of our runs: a gold star (apart from every paper colour) named beside it, not in the legend."""
+    ax.scatter([x], [y], marker="*", s=200, zorder=3, color="gold", edgecolor="k", linewidth=0.7)
+    ax.annotate(label, (x, y), xytext=(7, 4), textcoords="offset points", fontsize=plots.LEGEND_PT)
+
+
 def figures(data: ReportData, fig_dir: Path | str) -> list[Path]:
     """Write FIGURES into fig_dir; returns their paths."""
     import pandas as pd  # not at import time: the Snakefile imports FIGURES while it builds the DAG
@@ -29,8 +60,12 @@ def figures(data: ReportData, fig_dir: Path | str) -> list[Path]:
     fig_dir = Path(fig_dir)
     evals, params_of, paper, logs = data.evaluations, data.params, data.paper, data.logs
     plt = plots.pyplot()
-    # gFID against parameters: the papers' points and ours (ours marked when the extractor differs)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    same, other = _ours(evals)
+    papers_title = "the papers (Inception gFID, ImageNet)" + (" and ours on their protocol" if same else "")
+    other_title = "ours: domain-classifier FID (not comparable with the papers')"
+
+    # gFID against parameters: the papers' lines and ours; ours on their own axis when the extractor differs
+    fig, (ax, ax_ours) = _panels(plt, bool(other), "gFID against size")
     rows_all = paper_rows(paper).assign(family=lambda d: d.model.map(model_family)).dropna(subset=["params_m"])
     others = []
     for (p, table, family), rows in rows_all.groupby(["paper", "table", "family"]):
@@ -43,54 +78,66 @@ def figures(data: ReportData, fig_dir: Path | str) -> list[Path]:
     if others:
         rest = pd.concat(others)
         ax.scatter(rest.params_m, rest.value, marker=".", color="0.6", label="other methods in the papers' tables")
-    for name, m in evals.items():
-        if name in params_of and not m["protocol"].get("control"):
-            tag = "ours" if comparable(m) else "ours (domain-classifier FID: not comparable)"
-            ax.scatter([params_of[name] / 1e6], [m["fid"]], marker="*", s=150, label=f"{tag}: {name}", zorder=3)
-    ax.set(xscale="log", yscale="log", xlabel="generator parameters (M)", ylabel="gFID", title="gFID against size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    for group, target in ((same, ax), (other, ax_ours)):
+        for name, m in group.items():
+            if name in params_of:
+                _star(target, params_of[name] / 1e6, m["fid"], f"ours: {name}")
+    size = "generator parameters (M)"
+    _finish(ax, size, "gFID (Inception)", papers_title)
+    if other:
+        _finish(ax_ours, size, "FID (domain-classifier features)", other_title)
     plots.save_figure(fig, fig_dir / FIGURES[0])
 
-    # speed against quality
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # speed against quality: the papers' speed tables beside their gFID; ours with the hardware that timed them
+    fig, (ax, ax_ours) = _panels(plt, bool(other), "speed against quality")
     speed = paper[paper.metric == "images_per_s"]
     gfid = paper[(paper.metric == "gfid") & (paper.setting == "w/ cfg")]
+    points = {}  # (paper, model) -> (images/s, gFID, where it was timed)
     for _, r in speed.iterrows():
         match = gfid[(gfid.model == r.model) & (gfid.paper == r.paper)]
         if len(match):
-            ax.scatter(r.value, match.value.min(), label=f"{r.paper}: {r.model} ({r.table.split('(')[-1].rstrip(')')})")
-    for name, m in evals.items():
-        if "speed" in m and not m["protocol"].get("control"):
-            ax.scatter(
-                m["speed"]["images_per_s"],
-                m["fid"],
-                marker="*",
-                s=150,
-                label=f"ours: {name} ({m['speed']['hardware'].split(' (')[0]})",
-            )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="images/s (batch 64 unless noted)",
-        ylabel="gFID",
-        title="speed against quality",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+            points[r.paper, r.model] = (r.value, match.value.min(), r.table.split("(")[-1].rstrip(")"))
+    colours = (f"C{i}" for i in range(1000))  # one per entry: scatter and plot would each restart the cycle
+    for (paper_name, model), (x, y, where) in points.items():
+        if " + " in model:
+            continue
+        colour = next(colours)
+        plus = next(
+            ((m, pt) for (pn, m), pt in points.items() if pn == paper_name and m.startswith(f"{model} + ")), None
+        )
+        if plus is None:  # a model of the paper's speed table
+            ax.scatter(x, y, marker="o", s=40, color=colour, label=f"{paper_name}: {model} ({where})")
+            continue
+        # a method's gain: the plain model (circle) joined to the same model with the method (square)
+        method = plus[0].split(" + ", 1)[1]
+        ax.plot([x, plus[1][0]], [y, plus[1][1]], ls=":", lw=1.2, color=colour)
+        ax.scatter(x, y, marker="o", s=40, color=colour, label=f"{paper_name}: {model} ● → + {method} ■ ({where})")
+        ax.scatter(plus[1][0], plus[1][1], marker="s", s=40, color=colour)
+    for group, target in ((same, ax), (other, ax_ours)):
+        for name, m in group.items():
+            if "speed" in m:  # the hardware beside the star on the papers' axis; on our own, the axis says it
+                hw = f" ({m['speed']['hardware'].split(' (')[0]})" if target is ax else ""
+                _star(target, m["speed"]["images_per_s"], m["fid"], f"ours: {name}{hw}")
+    hardware = sorted({m["speed"]["hardware"].split(" (")[0] for m in {**same, **other}.values() if "speed" in m})
+    rate = "images/s (batch 64 unless noted)"
+    _finish(ax, rate, "gFID (Inception, w/ cfg)", papers_title)
+    if other:
+        _finish(ax_ours, f"images/s, timed on {'; '.join(hardware)}", "FID (domain-classifier features)", other_title)
     plots.save_figure(fig, fig_dir / FIGURES[1])
 
     # generator training curves, every run on one figure
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for name, records in logs.items():
+        m = evals.get(name, {}).get("protocol", {})
+        label = f"{name} (stage 1: {m.get('clusters', 'coarse')} coarse labels)" if m.get("kind") == "ctf" else name
         for ax, key in zip(axes, ("val_loss", "val_acc")):
             pts = [(r["step"], r[key]) for r in records if key in r]
             if pts:
-                ax.plot(*zip(*pts), marker="o" if len(pts) < 3 else None, label=name)
+                ax.plot(*zip(*pts), marker="o" if len(pts) < 3 else None, label=label)
     for ax, label in zip(axes, ("held-out cross-entropy", "held-out next-token accuracy")):
         ax.set(xlabel="step", ylabel=label)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=plots.LEGEND_PT)
     plots.save_figure(fig, fig_dir / FIGURES[2])
     return [fig_dir / f for f in FIGURES]

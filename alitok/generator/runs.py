@@ -60,6 +60,16 @@ def parse_run(run: str) -> tuple[str, str, str | None, str]:
     return kind, scale, suffix or None, "own"
 
 
+def run_name(scale: str | None, control: str | None = None, ctf_stage: int | None = None) -> str:
+    """A trained generator's run name, as parse_run reads it: "S", "S-untrained", "ctf-S" (CTF's stage 1); CTF's
+    stage 2 (scale None), which has no run of its own, is "ctf stage 2"."""
+    if ctf_stage == 2:
+        return "ctf stage 2"
+    if ctf_stage == 1:
+        return f"ctf-{scale}"
+    return f"{scale}-{control}" if control else str(scale)
+
+
 def trained_run(run: str) -> str:
     """The run whose model.pt a run samples: its own, except a protocol-matched run's, which is its scale's."""
     kind, scale, _, sampling = parse_run(run)

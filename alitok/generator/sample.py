@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alitok import atomic, cliargs
+from alitok import atomic, cliargs, joblog, plots
 from alitok.config import ParamsError
 from alitok.ctf.clusters import read_map
 from alitok.ctf.sampling import generate_ctf
@@ -123,7 +123,8 @@ def run(
     images = np.lib.format.open_memmap(block, mode="r+" if done else "w+", dtype=np.uint8, shape=(per, size, size, 3))
 
     draw = drawer(p, scale, model, ctf)
-    bar = tqdm(total=per, initial=done, desc=f"sample {scale}", unit="img", file=sys.stderr, disable=not d.is_main)
+    name = joblog.label(p, Path(out_archive).parent.name or scale)  # the run's folder: S, S-untrained, ctf-S ...
+    bar = tqdm(total=per, initial=done, desc=f"sample {name}", unit="img", file=sys.stderr, disable=not d.is_main)
     for start in range(lo + done, hi, s["batch"]):
         stop = min(start + s["batch"], hi)
         batch_labels, ids = (
@@ -143,17 +144,37 @@ def run(
     if d.is_main:
         blocks = [work_dir / f"block-{r:03d}.npy" for r in range(d.world_size)]
         write_npz(out_archive, blocks, labels)
-        write_grid(out_grid, blocks, labels, cfg.num_classes, s["grid_per_class"], s["grid_classes"])
+        rows = (cfg.num_classes, s["grid_per_class"], s["grid_classes"], class_names(p, cfg.num_classes))
+        write_grid(out_grid, blocks, labels, *rows, header=f"{name}: samples, one row per class")
         for f in work_dir.glob("*"):
             f.unlink()
     distributed.teardown()
-    return {"scale": scale, "num_samples": n, "world_size": d.world_size}
+    return {"run": name, "scale": scale, "num_samples": n, "world_size": d.world_size}
 
 
-def write_grid(out, blocks: list[Path], labels: np.ndarray, num_classes: int, per_class: int, classes: int) -> None:
-    """One row per class (the first `classes`), its first `per_class` samples left to right."""
-    from PIL import Image
+def class_names(p: dict, num_classes: int) -> list[str]:
+    """Row labels of the grid: "class 3: rows" where the params name the classes (the embedded dataset), else
+    "class 3" (an ImageFolder tree's names are in dataset.json, which sampling does not read)."""
+    if p["data"]["source"] == "embedded":
+        from alitok.data.synthetic import class_names as embedded
 
+        names = embedded(p["data"]["embedded"]["classes"])
+        return [f"class {c}: {names[c]}" if c < len(names) else f"class {c}" for c in range(num_classes)]
+    return [f"class {c}" for c in range(num_classes)]
+
+
+def write_grid(
+    out,
+    blocks: list[Path],
+    labels: np.ndarray,
+    num_classes: int,
+    per_class: int,
+    classes: int,
+    names: list[str] | None = None,
+    header: str = "",
+) -> None:
+    """One row per class (the first `classes`), its first `per_class` samples left to right, the class's name
+    (`names[c]`, default "class c") left of its row and `header` above."""
     arrays = [np.load(b, mmap_mode="r") for b in blocks]
     offsets = np.cumsum([0] + [len(a) for a in arrays])
 
@@ -161,15 +182,16 @@ def write_grid(out, blocks: list[Path], labels: np.ndarray, num_classes: int, pe
         r = int(np.searchsorted(offsets, k, side="right") - 1)
         return arrays[r][k - offsets[r]]
 
-    rows = []
+    rows, row_labels = [], []
     for c in range(min(classes, num_classes)):
         ks = np.flatnonzero(labels == c)[:per_class]
         if len(ks) == 0:
             continue
         row = [image(k) for k in ks] + [np.zeros_like(image(ks[0]))] * (per_class - len(ks))
         rows.append(np.concatenate(row, axis=1))
+        row_labels.append(names[c] if names else f"class {c}")
     with atomic.atomic_path(out) as tmp:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+        plots.label_rows(np.concatenate(rows, axis=0), row_labels, header).save(tmp, format="PNG")
 
 
 def add_arguments(parser) -> None:
@@ -189,4 +211,4 @@ def main(args, p: dict) -> None:
         p = at_ctf_protocol(p, args.scale)
     names = ("scale", "work_dir", "out_archive", "out_grid", "ctf_stage2", "coarse_map")
     summary = run(p, **cliargs.passed(args, *names, generator_path="generator", tokenizer_path="tokenizer"))
-    log.info("sampled: %s", summary)
+    log.info("sampled %s: %s", summary["run"], summary)

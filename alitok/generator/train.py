@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic, cliargs, plots, reads
+from alitok import atomic, cliargs, joblog, plots, reads
 from alitok.config import ParamsError, section_hash
 from alitok.ctf.clusters import read_map
 from alitok.data.loader import train_loader
 from alitok.generator.config import ctf_config, model_config
 from alitok.generator.release import FORMAT
-from alitok.generator.runs import CONTROLS, scale_params, training_steps
+from alitok.generator.runs import CONTROLS, run_name, scale_params, training_steps
 from alitok.models.generator import Generator
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
@@ -176,7 +176,7 @@ def run(
             f"the generator expects {cfg.seq_len} over {vocab}: re-extract them"
         )
     sc = scale_params(p, scale)
-    name = scale or "ctf stage 2"
+    name = joblog.label(p, run_name(scale, control, ctf_stage))  # its progress bar's and curve's
     per_device, accum = batch_split(tr["global_batch"], d.world_size, sc["micro_batch"])
     total = training_steps(p, scale, control)
     targets = Targets(ctf_stage, None if ctf is None else torch.tensor(ctf["fine_to_coarse"]))
@@ -272,6 +272,7 @@ def run(
             f.write(json.dumps({"step": 0, **evaluate(model, val_batches, d.device, autocast, targets)}) + "\n")
 
     summary = {
+        "run": name,
         "scale": scale,
         "control": control,
         "ctf_stage": ctf_stage,
@@ -320,4 +321,4 @@ def main(args, p: dict) -> None:
     cliargs.together(args, "ctf_stage", "coarse_map")
     names = ("scale", "work_dir", "out", "log_out", "curve_out", "control", "ctf_stage", "coarse_map")
     summary = run(p, **cliargs.passed(args, *names, train_dir="train_tokens", val_dir="val_tokens"))
-    log.info("generator %s trained: %s", args.scale, summary)
+    log.info("generator %s trained: %s", summary["run"], summary)

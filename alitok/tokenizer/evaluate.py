@@ -18,7 +18,7 @@ from einops import rearrange
 from PIL import Image
 from tqdm import tqdm
 
-from alitok import atomic, cliargs
+from alitok import atomic, cliargs, plots
 from alitok.data import manifest, transforms
 from alitok.metrics import recon as recon_metrics
 from alitok.models.tokenizer import Tokenizer
@@ -68,15 +68,19 @@ def reconstruct(model: Tokenizer | VQ16, images: torch.Tensor, batch_size: int =
     return torch.cat(outs), torch.cat(codes)
 
 
-def grid(originals: torch.Tensor, recons: torch.Tensor, records: list[manifest.Record]) -> Image.Image:
-    """Two rows per block: originals above their reconstructions, one column per class where possible."""
+def grid(
+    originals: torch.Tensor, recons: torch.Tensor, records: list[manifest.Record], header: str = ""
+) -> Image.Image:
+    """Two rows, labelled "original" and "reconstruction": originals above their reconstructions, one column per
+    class where possible; `header` above."""
     by_class: dict[int, int] = {}
     for i, r in enumerate(records):
         by_class.setdefault(r.label, i)
     picks = list(by_class.values())[:GRID_IMAGES]
     picks += [i for i in range(len(records)) if i not in picks][: GRID_IMAGES - len(picks)]
     pair = torch.stack([originals[picks], recons[picks]])  # (2, n, 3, H, W)
-    return Image.fromarray(rearrange(pair, "r n c h w -> (r h) (n w) c").numpy())
+    strip = rearrange(pair, "r n c h w -> (r h) (n w) c").numpy()
+    return plots.label_rows(strip, ["original", "reconstruction"], header)
 
 
 def class_accuracy(images: torch.Tensor, labels: list[int], classifier_ckpt) -> float:
@@ -113,7 +117,8 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     }
     atomic.write_json(out_metrics, metrics)
     with atomic.atomic_path(out_grid) as tmp:
-        grid(originals, recons, records).save(tmp, format="PNG")
+        header = f"{Path(tokenizer_ckpt).stem}: held-out images, one per class where possible"
+        grid(originals, recons, records, header).save(tmp, format="PNG")
     log.info(
         "tokenizer %s: PSNR %.2f dB, SSIM %.4f, rFID %.3f, class accuracy %.3f, codes used %.1f%%",
         tokenizer_ckpt,

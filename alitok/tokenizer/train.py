@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from alitok import atomic, cliargs, plots, reads
+from alitok import atomic, cliargs, joblog, plots, reads
 from alitok.config import ParamsError, section_hash
 from alitok.data import manifest
 from alitok.data.loader import TrainImages, train_loader
@@ -44,11 +44,18 @@ log = logging.getLogger("alitok.tokenizer")
 
 FORMAT = "alitok-tokenizer/1"
 
-# (label, log keys, log scale) of the training-curve figure; dashed lines mark phase restarts
+# (label, log keys, log scale[, note]) of the training-curve figure; dashed lines mark phase restarts. Code use is
+# logged in stage 1 only (stage 2 freezes the codebook): AliTok's is the share of codes whose usage EMA is above
+# 1e-3 of uniform, VQ-16's the share this batch used; neither is eval-tokenizer's share over the held-out set.
 CURVES = [
     ("loss terms (unweighted)", ["recon", "aux", "commitment", "codebook", "perceptual", "lpips"], True),
     ("GAN (hinge)", ["gan_g", "gan_d"], False),
-    ("codebook used (fraction)", ["codebook_used"], False),
+    (
+        "codes in use while training (fraction)",
+        ["codebook_used"],
+        False,
+        "stage 1 only. AliTok: usage EMA ≥ 0.001 × uniform; VQ-16: this batch. Not the held-out share (_metrics.json)",
+    ),
     ("throughput (images/s)", ["images_per_s"], False),
 ]
 
@@ -71,6 +78,11 @@ class FamilyParts:
     revive: Callable[[dict], None] | None  # after each optimiser step (AliTok's CVQ revival), or None
     usage: Callable[[dict], dict]  # outputs -> the codebook usage logged (codebook_used, codebook_perplexity)
     entry: dict  # keys the final checkpoint adds: VQ-16's records its family; AliTok's stay as they were
+
+
+def stage_name(stage: int, phases_from: int | None) -> str:
+    """A stage's name in its progress bar and log: stage 1, stage 2, or stage 1 continued (the control)."""
+    return f"stage {stage}" + (" continued" if (phases_from or stage) != stage else "")
 
 
 def check_stage(p: dict, stage: int, phases_from: int | None) -> None:
@@ -235,7 +247,7 @@ def run(
     bar = tqdm(
         total=total_steps,
         initial=step,
-        desc=f"tokenizer stage {stage}",
+        desc=f"tokenizer {joblog.label(p, stage_name(stage, phases_from))}",
         unit="step",
         file=sys.stderr,
         disable=not d.is_main,
@@ -411,4 +423,4 @@ def add_arguments(parser) -> None:
 def main(args, p: dict) -> None:
     names = ("stage", "work_dir", "out", "log_out", "init", "perceptual_net", "phases_from", "curve_out")
     summary = run(p, **cliargs.passed(args, *names, train_csv="train", dataset_json="dataset"))
-    log.info("tokenizer stage %d trained: %s", args.stage, summary)
+    log.info("tokenizer %s trained: %s", joblog.label(p, stage_name(args.stage, args.phases_from)), summary)

@@ -100,7 +100,9 @@ if "ablations" in P and "release" not in P and uses_classifier() and uses_ctf():
             report=f"{ABL}/report.md",
             metrics=f"{ABL}/metrics.json",
             tables=directory(f"{ABL}/tables"),
-            figures=[report_file(f"{ABL}/figures/{f}") for f in ("alitok.png", "ctf_table3.png")],
+            figures=[
+                report_file(f"{ABL}/figures/{f}.png", f"ablations_{f}", "ablations") for f in ("alitok", "ctf_table3")
+            ],
         params:
             **command("ablation-report"),
             manifest=lambda w: json.dumps(ablation_manifest()),

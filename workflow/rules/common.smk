@@ -289,8 +289,10 @@ def extractor_weights():
                       "torch-fidelity's Inception-v3 weights (weights-inception-2015-12-05-6726825d.pth)")
 
 
-def report_file(path):
-    return report(path, category="results")
+def report_file(path, caption, category="results", **kwargs):
+    """An output `snakemake --report` shows, with its caption workflow/report/<caption>.rst (a path relative to the
+    rule files, which all sit in workflow/rules/; Jinja in it sees `snakemake.wildcards` and `snakemake.config`)."""
+    return report(path, caption=f"../report/{caption}.rst", category=category, **kwargs)
 
 
 def compares_tokenizer_stages(p=None):

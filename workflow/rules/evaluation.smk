@@ -111,7 +111,7 @@ rule write_report:
         manifest_files(report_manifest()),
     output:
         report=f"{OUT}/report.md",
-        figures=[report_file(f"{OUT}/figures/{f}") for f in REPORT_FIGURES],
+        figures=[report_file(f"{OUT}/figures/{f}", Path(f).stem) for f in REPORT_FIGURES],
         metrics=f"{OUT}/metrics.json",  # what `dvc metrics` and `dvc exp show` compare
         curves=report_curves(),  # what `dvc plots` draws
     params:
@@ -137,7 +137,7 @@ if has_ctf_setting():
             manifest_files(SETTING_MANIFEST),
         output:
             report=f"{OUT}/{SETTING}report.md",
-            figures=[report_file(f"{OUT}/{SETTING}figures/{f}") for f in REPORT_FIGURES],
+            figures=[report_file(f"{OUT}/{SETTING}figures/{f}", Path(f).stem, "ctf setting") for f in REPORT_FIGURES],
             metrics=f"{OUT}/{SETTING}metrics.json",
             curves=report_curves(SETTING, setting_params()),
         params:

@@ -52,7 +52,10 @@ rule sample_generator:
         generator=run_model,
         tokenizer=final_tokenizer,
     output:
-        archive=f"{U}generator/{{run}}/samples.npz", grid=f"{U}generator/{{run}}/samples_grid.png",
+        archive=f"{U}generator/{{run}}/samples.npz",
+        grid=report_file(
+            f"{U}generator/{{run}}/samples_grid.png", "samples_grid", "samples", labels={"run": "{u}{run}"}
+        ),
     params:
         **command("sample", ddp=True, scale=run_scale, ctf_stage2=is_ctf_run, protocol=run_protocol),
         scale=run_scale,

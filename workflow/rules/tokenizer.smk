@@ -78,7 +78,9 @@ rule eval_tokenizer:
         classifier=f"{OUT}/classifier/model.pt",
     output:
         metrics=f"{U}tokenizer/{{variant}}_metrics.json",
-        grid=f"{U}tokenizer/{{variant}}_recon.png",
+        grid=report_file(
+            f"{U}tokenizer/{{variant}}_recon.png", "tokenizer_recon", "tokenizer", labels={"variant": "{u}{variant}"}
+        ),
     wildcard_constraints:
         variant="stage1|stage2|stage1_continued",
     params:
