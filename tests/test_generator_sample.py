@@ -198,6 +198,19 @@ def test_sampling_sweep_reproduces_the_pipelines_evaluation(models, tmp_path, ca
     assert own["is"].item() == pytest.approx(expected["is"], rel=1e-9)
     assert own["class_consistency"].item() == pytest.approx(expected["class_consistency"], abs=1e-12)
     assert table["gfid"].nunique() > 1  # the other settings draw other samples
+    assert (table.gfid_lo <= table.gfid_hi).all() and (table.is_lo <= table.is_hi).all()  # the stage's intervals
+    assert (
+        (table.class_consistency_lo <= table.class_consistency)
+        & (table.class_consistency <= table.class_consistency_hi)
+    ).all()
+    # the evaluate stage's 95 % intervals: every metric, one set of resamples, Wilson's for class-consistency
+    iv = expected["intervals"]
+    assert set(iv) == {"fid", "is", "precision", "recall", "class_consistency"}
+    assert all(v["lo"] <= v["hi"] for v in iv.values()) and iv["fid"]["hi"] > iv["fid"]["lo"]
+    assert iv["class_consistency"]["method"] == "wilson"
+    assert iv["class_consistency"]["lo"] <= expected["class_consistency"] <= iv["class_consistency"]["hi"]
+    assert iv["precision"]["value"] == pytest.approx(expected["precision"], abs=1 / s["num_samples"])
+    assert "bootstrap over" in iv["fid"]["method"] and "bias" in iv["fid"]
 
     (tmp_path / "sweep.csv").unlink()
     no_classifier = args[: args.index("--classifier")] + args[args.index("--classifier") + 2 :]
@@ -254,7 +267,10 @@ def test_sampling_sweep_at_a_paper_profile_needs_no_classifier(models, inception
     args += ["--cache-dir", str(tmp_path / "cache"), "--num-samples", "8", "--out", str(tmp_path / "sweep.csv")]
     sweep.main(build_parser("sampling-sweep").parse_args(args), q)
     table = pd.read_csv(tmp_path / "sweep.csv")
-    assert list(table.columns) == ["guidance", "guidance_power", "temperature", "num_samples", "gfid", "is"]
+    assert list(table.columns) == [
+        *("guidance", "guidance_power", "temperature", "num_samples", "gfid", "is"),
+        *("gfid_lo", "gfid_hi", "is_lo", "is_hi"),  # no class-consistency without a classifier
+    ]
     assert len(table) == 1 and table["num_samples"].item() == 8
     assert np.isfinite(table["gfid"].item()) and table["gfid"].item() > 0 and np.isfinite(table["is"].item())
     assert len(list((tmp_path / "cache").glob("reference-*.npz"))) == 1  # the evaluate stage's cache, keyed alike

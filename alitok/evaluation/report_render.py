@@ -41,6 +41,14 @@ def _kind(protocol: dict) -> str:
     return f"{kind} ({detail})" if detail else kind
 
 
+def _iv(m: dict, key: str, digits: int = 3) -> str:
+    """A metric with its 95 % interval when the evaluation computed one (alitok/metrics/intervals.py)."""
+    iv = m.get("intervals", {}).get(key)
+    if iv is None or m.get(key) is None:
+        return _fmt(m.get(key), digits)
+    return f"{m[key]:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
+
+
 def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
     lines = [
         "| run | kind | control | held-out loss | class gain (nats/token) | samples | FID | IS | precision | recall | "
@@ -53,9 +61,9 @@ def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
         lines.append(
             f"| {name} | {_kind(m['protocol'])} | {m['protocol'].get('control') or '–'} | "
             f"{_fmt(last.get('val_loss'))} | "
-            f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_fmt(m['fid'], 2)} | "
-            f"{_fmt(m['is'], 2)} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
-            f"{_fmt(m.get('class_consistency'))} | "
+            f"{_fmt(last.get('val_class_gain'), 4)} | {m['num_samples']} | {_iv(m, 'fid', 2)} | "
+            f"{_iv(m, 'is', 2)} | {_iv(m, 'precision')} | {_iv(m, 'recall')} | "
+            f"{_iv(m, 'class_consistency')} | "
             f"{_fmt(speed['images_per_s'], 1) + ' (' + str(speed['batch']) + ')' if speed else '–'} |"
         )
     return lines
@@ -339,6 +347,16 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
         "",
     ]
     lines += generator_table(evals, logs) + [""]
+    if any("intervals" in m for m in evals.values()):
+        fid_bias = [m["intervals"]["fid"]["bias"] for m in evals.values() if "fid" in m.get("intervals", {})]
+        lines += [
+            "Brackets are 95 % intervals over the samples (alitok/metrics/intervals.py): Wilson's for "
+            "class-consistency, a bootstrap for the rest, each resample scored as the whole set. A bootstrap resample "
+            "repeats samples, which biases FID upward: here by "
+            f"{min(fid_bias):+.2f} to {max(fid_bias):+.2f} (mean resampled FID minus the set's). The intervals "
+            "cover the draw of samples, not retraining on another machine (docs/evaluation.md).",
+            "",
+        ]
     if any(m["protocol"].get("kind") == "ctf" for m in evals.values()):
         lines += [
             "Rows of kind `ctf` show stage 1's held-out loss and class gain, over the K coarse labels: not "

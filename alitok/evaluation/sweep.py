@@ -25,10 +25,11 @@ from tqdm import tqdm
 from alitok import atomic
 from alitok.config import ParamsError
 from alitok.evaluation import reference
+from alitok.evaluation.samples import sample_intervals
 from alitok.generator.archive import sample_labels, to_uint8
 from alitok.generator.release import load_generator
 from alitok.generator.sample import drawer
-from alitok.metrics import generative
+from alitok.metrics import generative, intervals
 from alitok.tokenizer.release import ReleaseError, load_tokenizer
 
 log = logging.getLogger("alitok.evaluation")
@@ -144,9 +145,19 @@ def run(
                 "gfid": generative.fid(generative.statistics(feats["pool"]), ref),
                 "is": generative.inception_score(feats["logits_unbiased"], e["isc_splits"])[0],
             }
+            iv = sample_intervals(feats, ref, e, None, row["gfid"], prc=False)  # 95 %, as the evaluate stage's
+            row |= {
+                "gfid_lo": iv["fid"]["lo"],
+                "gfid_hi": iv["fid"]["hi"],
+                "is_lo": iv["is"]["lo"],
+                "is_hi": iv["is"]["hi"],
+            }
             if scorer is not None:
                 scored = feats if scorer is net else generative.features(images, scorer, e["batch"], cuda=cuda)
                 row["class_consistency"] = generative.class_consistency(scored["logits"], labels)
+                hits = int(round(row["class_consistency"] * num_samples))
+                cc = intervals.wilson(hits, num_samples)
+                row["class_consistency_lo"], row["class_consistency_hi"] = cc.lo, cc.hi
             rows.append(row)
         del images
     table = pd.DataFrame(rows)
