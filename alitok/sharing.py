@@ -253,10 +253,10 @@ def regenerate_images(root: Path, profile: str, params_file: Path | None) -> int
     from alitok.data import manifest
 
     data = root / "results" / profile / "data"
-    info = data / "dataset.json"
-    if not info.is_file() or json.loads(info.read_text()).get("source") != "embedded":
+    info = json.loads((data / "dataset.json").read_text()) if (data / "dataset.json").is_file() else {}
+    if info.get("source") != "embedded":
         return 0
-    images = root / json.loads(info.read_text())["root"]
+    images = root / info["root"]
     rows = [r for split in ("train", "val") for r in manifest.read_manifest(data / f"{split}.csv")]
     if all((images / r.path).is_file() for r in rows):
         return 0

@@ -146,3 +146,23 @@ def tiny_tokenizer_config(
     sides = {f"{side}_{key}": v for side in ("enc", "dec") for key, v in alike.items()}
     fields = dict(image_size=image_size, patch_size=patch_size, codebook_size=64, code_dim=8, mlp_ratio=4)
     return TokenizerConfig(**{**fields, "prefix": "grid_plus_one", "buffer_tokens": 3, **sides, **overrides})
+
+
+def random_inception_weights(folder: Path) -> Path:
+    """Seeded random Inception-v3 weights saved as torch-fidelity's .pth: the real file cannot be downloaded here.
+    The extractor is built with its weight loading switched off, so no file is needed to make the file."""
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    torch.save({}, folder / "empty.pth")
+    load = fe.FeatureExtractorInceptionV3.load_state_dict
+    fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, state: None
+    try:
+        torch.manual_seed(0)
+        net = fe.FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=folder / "empty.pth"
+        )
+    finally:
+        fe.FeatureExtractorInceptionV3.load_state_dict = load
+    torch.save(net.state_dict(), folder / "inception.pth")
+    return folder / "inception.pth"

@@ -11,6 +11,8 @@ from alitok.generator.archive import read_npz
 from alitok.metrics import generative
 from alitok.metrics.recon import frechet_distance
 
+from fakes import random_inception_weights
+
 
 def test_pinned_torch_fidelity():
     assert torch_fidelity.__version__ == "0.4.0", "generative.py relies on 0.4.0 internals: re-check them"
@@ -78,22 +80,7 @@ def test_archive_is_read_memory_mapped(tmp_path):
 
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
-    """Random Inception-v3 weights saved as torch-fidelity's .pth: the real file cannot be downloaded here."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
-    d = tmp_path_factory.mktemp("inception")
-    torch.save({}, d / "empty.pth")
-    load = fe.FeatureExtractorInceptionV3.load_state_dict
-    fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, state: None
-    try:
-        torch.manual_seed(0)
-        net = fe.FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=d / "empty.pth"
-        )
-    finally:
-        fe.FeatureExtractorInceptionV3.load_state_dict = load
-    torch.save(net.state_dict(), d / "inception.pth")
-    return d / "inception.pth"
+    return random_inception_weights(tmp_path_factory.mktemp("inception"))
 
 
 def test_missing_inception_weights_say_what_goes_where(tmp_path):

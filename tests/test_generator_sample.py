@@ -15,6 +15,7 @@ from alitok.generator.config import model_config as generator_config
 from alitok.models.generator import Generator
 
 from conftest import REPO, make_tiny_data, run, save_random_tokenizer
+from fakes import random_inception_weights
 
 
 def test_released_label_layout():
@@ -223,22 +224,7 @@ def test_sampling_sweep_reproduces_the_pipelines_evaluation(models, tmp_path, ca
 
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
-    """Random Inception-v3 weights in torch-fidelity's .pth format, as tests/test_generative_metrics.py makes them."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
-    d = tmp_path_factory.mktemp("inception")
-    torch.save({}, d / "empty.pth")
-    load = fe.FeatureExtractorInceptionV3.load_state_dict
-    fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, state: None
-    try:
-        torch.manual_seed(0)
-        net = fe.FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=d / "empty.pth"
-        )
-    finally:
-        fe.FeatureExtractorInceptionV3.load_state_dict = load
-    torch.save(net.state_dict(), d / "inception.pth")
-    return d / "inception.pth"
+    return random_inception_weights(tmp_path_factory.mktemp("inception"))
 
 
 def test_sampling_sweep_at_a_paper_profile_needs_no_classifier(models, inception_weights, tmp_path):

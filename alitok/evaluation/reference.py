@@ -30,6 +30,22 @@ def split_images(manifest_csv, dataset_json, size: int) -> np.ndarray:
     return images.permute(0, 2, 3, 1).numpy()
 
 
+def of_params(p: dict, net, weights, cache_dir, manifest_csv=None, dataset_json=None) -> dict:
+    """The profile's reference (`evaluation.reference`, its batch and image size): what the evaluate stage and
+    `sampling-sweep` both score against."""
+    e = p["evaluation"]
+    return load(
+        e["reference"],
+        net,
+        weights,
+        cache_dir,
+        batch=e["batch"],
+        manifest_csv=manifest_csv,
+        dataset_json=dataset_json,
+        image_size=p["data"]["image_size"],
+    )
+
+
 def load(
     spec: dict,
     net,

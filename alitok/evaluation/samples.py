@@ -73,27 +73,25 @@ def sampling_speed(
     }
 
 
-def sample_intervals(feats: dict, ref: dict, e: dict, labels, fid: float, prc: bool = True) -> dict:
-    """95 % intervals of the set's metrics over its samples (alitok/metrics/intervals.py): one set of resamples
-    for all of them, each scored as the whole set is; Wilson's for class-consistency (with the domain classifier
-    and labels). `prc` False: FID and IS only."""
+def sample_intervals(feats: dict, ref: dict, e: dict, labels, fid: float, isc: float, prc: bool = True) -> dict:
+    """95 % intervals of the set's metrics over its samples (alitok/metrics/intervals.py), around the set's own `fid`
+    and `isc`: one set of resamples for all of them, each scored as the whole set is; Wilson's for
+    class-consistency (with the domain classifier and labels). `prc` False: FID and IS only."""
     from alitok.metrics import intervals
 
     n, draws, seed = len(feats["pool"]), e["intervals"]["draws"], e["intervals"]["seed"]
     rows = intervals.resamples(n, draws, seed)
     pool, unbiased = feats["pool"], feats["logits_unbiased"]
-    fids = generative.fid_resampled(pool, ref, rows)
+    method = f"bootstrap over {n} samples, {draws} resamples"
     scores = [generative.inception_score(unbiased[torch.as_tensor(r)], e["isc_splits"])[0] for r in rows]
-    isc = generative.inception_score(unbiased, e["isc_splits"])[0]
     out = {
-        "fid": intervals.from_values(fid, fids, f"bootstrap over {n} samples, {draws} resamples").as_dict(),
-        "is": intervals.from_values(isc, scores, f"bootstrap over {n} samples, {draws} resamples").as_dict(),
+        "fid": intervals.from_values(fid, generative.fid_resampled(pool, ref, rows), method).as_dict(),
+        "is": intervals.from_values(isc, scores, method).as_dict(),
     }
     pr = generative.precision_recall_resampled(pool, ref["pool"], e["prc_k"], [np.arange(n), *rows]) if prc else None
     if pr is not None:  # the first row is the whole set
         for j, key in enumerate(("precision", "recall")):
-            out[key] = intervals.from_values(pr[0, j], pr[1:, j], f"bootstrap over {n} samples, {draws} resamples")
-            out[key] = out[key].as_dict()
+            out[key] = intervals.from_values(pr[0, j], pr[1:, j], method).as_dict()
     if e["extractor"] == "domain_classifier" and labels is not None:
         hits = int((feats["logits"].argmax(1).numpy() == np.asarray(labels)).sum())
         out["class_consistency"] = intervals.wilson(hits, n).as_dict()
@@ -171,16 +169,7 @@ def run(
         raise ValueError("evaluate exactly one of: a sample archive, a real split")
     cuda = torch.cuda.is_available()
     net = generative.extractor(e["extractor"], extractor_weights, cuda=cuda)
-    ref = reference.load(
-        e["reference"],
-        net,
-        extractor_weights,
-        cache_dir,
-        batch=e["batch"],
-        manifest_csv=reference_manifest,
-        dataset_json=dataset_json,
-        image_size=p["data"]["image_size"],
-    )
+    ref = reference.of_params(p, net, extractor_weights, cache_dir, reference_manifest, dataset_json)
     if samples is not None:
         images, labels = read_npz(samples)
     else:
@@ -192,7 +181,7 @@ def run(
     isc_mean, isc_std = generative.inception_score(feats["logits_unbiased"], e["isc_splits"])
     precision, recall = generative.precision_recall(feats["pool"], ref["pool"], e["prc_k"])
     metrics = {
-        "fid": (fid := generative.fid(generative.statistics(feats["pool"]), ref)),
+        "fid": generative.fid(generative.statistics(feats["pool"]), ref),
         "is": isc_mean,
         "is_std": isc_std,
         "precision": precision,
@@ -207,7 +196,7 @@ def run(
         from alitok.data import manifest
 
         metrics["chance"] = 1.0 / len(manifest.read_dataset_info(dataset_json)["classes"])
-    metrics["intervals"] = sample_intervals(feats, ref, e, labels, fid)
+    metrics["intervals"] = sample_intervals(feats, ref, e, labels, metrics["fid"], isc_mean)
     if generator is not None and tokenizer is not None:
         metrics["speed"] = sampling_speed(
             generator, tokenizer, p, scale, e["speed"]["batch"], e["speed"]["repeats"], ctf_stage2, coarse_map

@@ -105,16 +105,7 @@ def run(
     net = generative.extractor(e["extractor"], weights, cuda=cuda)
     if classifier_path is not None:
         scorer = net if e["extractor"] == DOMAIN else generative.extractor(DOMAIN, classifier_path, cuda=cuda)
-    ref = reference.load(
-        e["reference"],
-        net,
-        weights,
-        cache_dir,
-        batch=e["batch"],
-        manifest_csv=reference_manifest,
-        dataset_json=dataset_json,
-        image_size=p["data"]["image_size"],
-    )
+    ref = reference.of_params(p, net, weights, cache_dir, reference_manifest, dataset_json)
     log.info("sweep scored with extractor %s (%s) against reference %s", e["extractor"], weights, ref["name"])
     labels = sample_labels(num_samples, cfg.num_classes, s["labels"])
     out = Path(out)
@@ -145,7 +136,7 @@ def run(
                 "gfid": generative.fid(generative.statistics(feats["pool"]), ref),
                 "is": generative.inception_score(feats["logits_unbiased"], e["isc_splits"])[0],
             }
-            iv = sample_intervals(feats, ref, e, None, row["gfid"], prc=False)  # 95 %, as the evaluate stage's
+            iv = sample_intervals(feats, ref, e, None, row["gfid"], row["is"], prc=False)  # as the evaluate stage's
             row |= {
                 "gfid_lo": iv["fid"]["lo"],
                 "gfid_hi": iv["fid"]["hi"],
