@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from alitok import joblog
+from alitok.training.preemption import PREEMPTED, Preempted
 
 log = logging.getLogger("alitok")
 
@@ -38,6 +39,7 @@ COMMANDS = {  # name: (module with add_arguments and main, help)
     "evaluate": ("alitok.evaluation.samples", "FID, IS, precision/recall, class-consistency (and speed) of samples"),
     "sampling-sweep": ("alitok.evaluation.sweep", "gFID, IS, class-consistency of a generator per guidance setting"),
     "report": ("alitok.evaluation.report", "report.md and figures: our metrics with their context, beside the papers'"),
+    "plan": ("alitok.plan", "what a profile costs: FLOPs, steps, GPU-hours at a stated MFU, disk, per stage"),
     "pull": ("alitok.sharing", "dvc pull, verify every file against dvc.lock, mark the results up to date"),
     "compare": ("alitok.tracking", "our gFID runs from MLflow beside the papers' published rows"),
     "import-tokenizer": ("alitok.tokenizer.release", "convert a released AliTok or LlamaGen tokenizer to this format"),
@@ -124,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         _track(args, p, None)
         try:
             importlib.import_module(COMMANDS[args.command][0]).main(args, p)
+        except Preempted as e:  # checkpointed on SIGTERM: the run reads KILLED, the exit status asks for a retry
+            _track(args, p, "KILLED")
+            print(f"alitok {args.command}: {e}", file=sys.stderr)
+            return PREEMPTED
         except BaseException:  # the run reads FAILED; a SIGKILL leaves no record and reads KILLED
             _track(args, p, "FAILED")
             raise

@@ -127,6 +127,29 @@ def kill_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 120) -> i
     return proc.wait()
 
 
+def terminate_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 180) -> tuple[int, str]:
+    """Start a training command in a session of its own and, once its JSON-lines log reaches `step`, SIGTERM every
+    process of it at once, as SLURM preempts a job (torchrun and its ranks alike). Returns (exit code, stderr)."""
+    import json
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        if lines and json.loads(lines[-1])["step"] >= step:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
 def make_tiny_data(ws: Path, train_per_class: int, val_per_class: int) -> dict:
     """The tiny profile's embedded dataset at a chosen size, under ws/images, with manifests in ws/data.
     Returns the resolved tiny params."""

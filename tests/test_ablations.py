@@ -122,17 +122,32 @@ def test_an_unknown_attention_is_refused():
         _tok(stage1_decoder="sideways")
 
 
+def _seeds(values, spread=0.3, unit=0):
+    """Per-seed intervals with draws, as a unit's metric files give them (a sample-noise sd of `spread`)."""
+    from alitok.metrics.intervals import Interval
+
+    rng = np.random.default_rng(unit)
+    draws = [tuple(v + rng.normal(0, spread, 200)) for v in values]
+    pairing = {"n": 200, "seed": 0}
+    return [Interval(v, v - 2 * spread, v + 2 * spread, "bootstrap", 0.0, d, pairing) for v, d in zip(values, draws)]
+
+
 @pytest.mark.parametrize(
-    "ours_from, ours_to, paper, expected",
+    "ours_from, ours_to, spread, paper, expected",
     [
-        ([5.0, 5.2, 5.1], [9.0, 9.5, 9.2], (5.4, 10.7), "holds"),
-        ([5.0, 5.2, 5.1], [3.0, 3.5, 3.2], (5.4, 10.7), "reversed"),
-        ([5.0, 6.0, 7.0], [6.5, 7.0, 5.5], (5.4, 10.7), "unresolved"),
-        ([5.0, 6.0], [7.0, 8.0], (10.5, 10.5), "no paper direction"),
+        ([5.0, 5.2, 5.1], [9.0, 9.5, 9.2], 0.5, (5.4, 10.7), "holds"),
+        ([5.0, 5.2, 5.1], [3.0, 3.5, 3.2], 0.5, (5.4, 10.7), "reversed"),
+        ([5.0, 6.0, 7.0], [6.5, 7.0, 5.5], 2.0, (5.4, 10.7), "within noise"),
+        ([5.0], [9.0], 3.0, (5.4, 10.7), "within noise"),  # one seed: the samples' noise alone decides
+        ([5.0], [9.0], 0.5, (5.4, 10.7), "holds"),
+        ([5.0, 6.0], [7.0, 8.0], 0.5, (10.5, 10.5), "no paper direction"),
     ],
 )
-def test_verdicts(ours_from, ours_to, paper, expected):
-    assert report.verdict(ours_from, ours_to, *paper) == expected
+def test_verdicts_follow_the_paired_interval(ours_from, ours_to, spread, paper, expected):
+    a, b = _seeds(ours_from, spread, 0), _seeds(ours_to, spread, 1)
+    assert report.verdict(a, b, *paper) == expected
+    d = report.difference(a, b)  # to − from, the mean over seeds
+    assert d.value == pytest.approx(np.mean(ours_to) - np.mean(ours_from))
 
 
 def test_ablations_profile_plans_every_unit_once_per_seed(project):
@@ -171,23 +186,24 @@ def _fewer_units(doc):
 
 @pytest.mark.slow
 def test_tiny_ablations_target(project):
-    """Rows and sub-tables at two seeds through Snakemake: tables, verdicts, figures, one MLflow parent."""
+    """Rows and sub-tables at one seed through Snakemake: tables, verdicts, figures, one MLflow parent. (Seeds are
+    planned once each by the dry run above; one seed keeps this run within the suite's budget.)"""
     edit_params(project, _fewer_units)
     proc = run(["snakemake", "--cores", "2", "--config", "profile=tiny", "--", "ablations"], cwd=project, timeout=1800)
     root = project / "results/tiny/ablation"
     text = (root / "report.md").read_text()
     assert "## Central claims" in text and "AliTok: a causal stage-1 decoder" in text and "CTF: coarse-to-fine" in text
     metrics = json.loads((root / "metrics.json").read_text())
-    verdicts = {"holds", "reversed", "unresolved"}
-    assert metrics["alitok_claim"] in verdicts and metrics["ctf_claim"] in verdicts
-    assert set(metrics["verdicts"].values()) <= verdicts | {"no paper direction"}
+    verdicts = {"holds", "reversed", "within noise", "no paper direction"}
+    assert metrics["alitok_claim"] in verdicts | {"unresolved"} and metrics["ctf_claim"] in verdicts
+    assert set(metrics["verdicts"].values()) <= verdicts and 0 <= metrics["lowest_cc_lower_bound"] <= 100
     assert "alitok A->B acc" in metrics["verdicts"] and "ctf a 8->16" in metrics["verdicts"]
     import pandas as pd
 
     rows = pd.read_csv(root / "tables/alitok.csv")
     assert (
         list(rows["row"]) == ["A", "B", "E", "F"]
-        and rows["acc"].str.contains("±").all()
+        and rows["acc"].str.match(r"[\d.]+ \[[\d.]+, [\d.]+\]").all()
         and rows["pos_ppl"].str.contains("±").all()
     )
     assert rows.loc[rows.row == "A", "paper_acc"].item() == 5.4
@@ -195,11 +211,6 @@ def test_tiny_ablations_target(project):
     assert "| E | F | two-stage decoder | rfid |" in text
     for fig in ("alitok.png", "ctf_table3.png"):
         assert (root / "figures" / fig).stat().st_size > 10_000
-    # two seeds really ran: different seeds, different generators
-    losses = [
-        json.loads((root / f"seed{s}/A/generator/S/log.jsonl").read_text().splitlines()[-1])["val_loss"] for s in (0, 1)
-    ]
-    assert losses[0] != losses[1]
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -209,7 +220,7 @@ def test_tiny_ablations_target(project):
         [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
     )
     tagged = {c.data.tags.get("ablation_unit") for c in children}
-    assert {"A/seed0", "B/seed1", "E/seed1"} <= tagged
+    assert {"A/seed0", "B/seed0", "E/seed0"} <= tagged
     assert any(c.data.tags["rule"] == "ablation_report" for c in children)
     again = run(["snakemake", "-n", "--config", "profile=tiny", "--", "ablations"], cwd=project)
     assert "Nothing to be done" in again.stdout + again.stderr, proc.stdout[-2000:]
@@ -252,16 +263,17 @@ def test_markdown_tables_write_each_cell_as_it_is():
         ([3.0, 3.5, 3.2], [100.0, 104.0, 102.0], "reversed"),  # less predictable at comparable rFID
         ([3.0, 3.5, 3.2], [50.0, 51.0, 52.0], "unresolved"),  # less predictable, but it keeps much more of the image
         ([9.0, 9.5, 9.2], [200.0, 201.0, 202.0], "unresolved"),  # more predictable, but it keeps much less
+        ([5.1, 5.3, 5.0], [101.0, 100.0, 103.0], "within noise"),  # as predictable, at comparable rFID
     ],
 )
 def test_alitok_claim_needs_comparable_rfid_both_ways(acc_b, rfid_b, claim):
     p = _p()
     plain, point = p["ablations"]["ctf"]["tokens_of"], units.claim_point(p)
     values = {
-        "A": {"acc": [5.0, 5.2, 5.1], "rfid": [100.0, 101.0, 102.0]},
-        "B": {"acc": acc_b, "rfid": rfid_b},
-        plain: {"gfid": [50.0, 51.0, 52.0], "cc": [10.0, 11.0, 12.0]},
-        point: {"gfid": [40.0, 41.0, 42.0], "cc": [10.0, 11.0, 12.0]},
+        "A": {"acc": _seeds([5.0, 5.2, 5.1], 0.3, 0), "rfid": _seeds([100.0, 101.0, 102.0], 1.0, 1)},
+        "B": {"acc": _seeds(acc_b, 0.3, 2), "rfid": _seeds(rfid_b, 1.0, 3)},
+        plain: {"gfid": _seeds([50.0, 51.0, 52.0], 1.0, 4), "cc": _seeds([10.0, 11.0, 12.0], 1.0, 5)},
+        point: {"gfid": _seeds([40.0, 41.0, 42.0], 1.0, 6), "cc": _seeds([10.0, 11.0, 12.0], 1.0, 7)},
     }
     paper = report.read_paper(REPO / "results/paper/ablations.csv")
     assert report.claims(p, values, paper)["alitok"]["verdict"] == claim

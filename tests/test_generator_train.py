@@ -26,6 +26,7 @@ from conftest import (
     make_tiny_data,
     run,
     save_random_tokenizer,
+    terminate_at_step,
     tool_env,
 )
 
@@ -167,6 +168,40 @@ def test_kill_and_resume_gives_identical_weights(ws, uninterrupted):
     steps = [json.loads(line)["step"] for line in (ws / name / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 21))
     assert not (ws / name / "work").exists(), "a finished run clears its work dir"
+
+
+def test_sigterm_checkpoints_the_step_in_progress_and_the_rerun_matches(ws, uninterrupted):
+    """SLURM's preemption: SIGTERM mid-run; the job finishes its step, checkpoints it (between the periodic
+    checkpoints, every 3 steps here), exits PREEMPTED; the rerun ends with the uninterrupted run's weights."""
+    from alitok.training.preemption import PREEMPTED
+
+    code, err = terminate_at_step(train_cmd(ws, "term"), ws / "term" / "work" / "log.jsonl", 4, cwd=REPO)
+    assert code == PREEMPTED and "preempted (SIGTERM)" in err, err[-2000:]
+    step = checkpoint.load(ws / "term" / "work" / "last.pt", kind="generator-train")["step"]
+    assert 4 <= step < 20 and f"checkpoint at step {step}" in err
+    resumed = final_state(ws, "term", train=True)
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    steps = [json.loads(line)["step"] for line in (ws / "term" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 21))
+
+
+def test_sigterm_to_two_gloo_ranks_checkpoints_one_agreed_step(ws, tmp_path):
+    """torchrun with two ranks, every process signalled at once: both stop after the same step (one checkpoint
+    holds both ranks' RNG streams at it), the launcher exits non-zero, and the rerun ends bit-identical to an
+    uninterrupted two-rank run."""
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "alitok"]
+    cmd = train_cmd(ws, "ddp_straight", None, torchrun)
+    straight = final_weights(ws / "ddp_straight" / "model.pt", "generator", cmd)
+    work = ws / "ddp_term" / "work"
+    code, err = terminate_at_step(train_cmd(ws, "ddp_term", None, torchrun), work / "log.jsonl", 4, cwd=REPO)
+    assert code != 0 and "preempted (SIGTERM)" in err, err[-3000:]
+    ck = checkpoint.load(work / "last.pt", kind="generator-train")
+    assert 4 <= ck["step"] < 20 and len(ck["rng"]) == 2
+    assert err.count(f"checkpoint at step {ck['step']}") == 2  # both ranks name the same step
+    resumed = final_weights(ws / "ddp_term" / "model.pt", "generator", train_cmd(ws, "ddp_term", None, torchrun))
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
 
 
 def test_no_checkpoint_yet_means_start_over_with_an_empty_log(tmp_path):

@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -22,8 +23,24 @@ def _evaluation(path, cc, control=None, extractor="alitok-domain", kind="split",
     return path
 
 
+def _intervals(cc, fid, n=200) -> dict:
+    """The evaluation's intervals with their draws, on fabricated per-sample hits (the first cc x n samples right)."""
+    from dataclasses import replace
+
+    from alitok.metrics import intervals
+
+    rows, pairing = intervals.resamples(n, 50, 0), {"n": n, "seed": 0}
+    out = {"fid": intervals.from_values(fid, fid + rows.mean(1) / n - 0.5, "bootstrap", pairing=pairing).as_dict()}
+    if cc is not None:
+        hits = (np.arange(n) < round(cc * n)).astype(float)
+        wilson = intervals.wilson(int(hits.sum()), n)
+        out["class_consistency"] = replace(wilson, draws=tuple(hits[rows].mean(1)), pairing=pairing).as_dict()
+    return out
+
+
 def _metrics(cc, control=None, extractor="alitok-domain", kind="split", fid=50.0):
     m = {
+        "intervals": _intervals(cc, fid),
         "fid": fid,
         "is": 2.0,
         "precision": 0.5,
@@ -58,17 +75,23 @@ def test_published_numbers_cite_their_source():
     assert {"Table 1 (ImageNet-256)", "Table 2 speed (1x A100 batch 64)"} <= set(paper[paper.paper == "ctf"].table)
 
 
-def test_chance_band_and_verdicts(tmp_path):
-    assert report.chance_band(0.1, 200) == pytest.approx(3 * (0.09 / 200) ** 0.5)
+def test_verdicts_follow_the_interval_rules(tmp_path):
+    """The goal is judged on the Wilson interval's lower end: 90 % of 200 meets 80 % (lower end 85.1 %), 85 % does
+    not (79.4 %). A control at 11 % is at chance; 40 % is not; nor is 16 % of 200, whose interval [11.6, 21.7] %
+    no longer holds chance and reaches past twice chance."""
     evals = {
-        "S": json.loads(_evaluation(tmp_path / "S.json", 0.85).read_text()),
-        "S-untrained": json.loads(_evaluation(tmp_path / "u.json", 0.11, "untrained").read_text()),
-        "S-shuffled_labels": json.loads(_evaluation(tmp_path / "s.json", 0.40, "shuffled_labels").read_text()),
+        "S": _metrics(0.90),
+        "B": _metrics(0.85),
+        "S-untrained": _metrics(0.11, "untrained"),
+        "S-shuffled_labels": _metrics(0.40, "shuffled_labels"),
+        "S-x": _metrics(0.16, "untrained"),
     }
     text = "\n".join(report.verdicts(evals, None))
-    assert "`S`: class-consistency 85.0% against the goal of 80%: **met**" in text
-    assert "`S-untrained`" in text and "**near chance, as it must be**" in text
-    assert "`S-shuffled_labels`: class-consistency 40.0%" in text and "NOT near chance" in text
+    goal = "against the goal of 80% on the lower end"
+    assert f"`S`: class-consistency 90.0 % [85.1 %, 93.4 %] (n = 200) {goal}: **met**" in text
+    assert f"`B`: class-consistency 85.0 % [79.4 %, 89.3 %] (n = 200) {goal}: **not met**" in text
+    assert "`S-untrained`" in text and text.count("**at chance, as it must be**") == 1
+    assert "`S-shuffled_labels`: class-consistency 40.0 %" in text and text.count("NOT at chance") == 2
 
 
 def test_gap_only_where_protocol_matches():
@@ -140,7 +163,8 @@ def test_paper_profile_runs_beside_their_rows_with_gaps(tmp_path):
     text = (tmp_path / "m.md").read_text()
     both = "guidance 2.0 (constant), T 1.1 / guidance 16.0 (cosine-power, power 1.8), T 1.0"
     assert f"| ctf-B | B | {both} |" in text and "| ctf-B | B-at_ctf | the same |" in text
-    assert "`ctf-B` against `B-at_ctf` (they differ in the method only): gFID lower (4.00 against 4.50" in text
+    assert "`ctf-B` against `B-at_ctf` (they differ in the method only), paired sample by sample:" in text
+    assert "gFID: CTF better than plain (CTF − plain = -0.500 [-0.500, -0.500])" in text
     assert "`ctf-B` against `B` (they differ in the method and the sampling protocol)" in text
 
     # imagenet256 follows the v1 release's recipe, so its runs pair with the v1 rows, not v2/v3's targets
@@ -222,9 +246,11 @@ def test_ctf_beside_the_plain_generator_of_its_shape(tmp_path):
         and "45.0 / 30.0 (1.50x)" in row
         and "0.700 / 0.600 / 0.500" in row
     )
-    assert "gFID lower (30.00 against 40.00" in text and "6 codes used by the training tokens (75%)" in text
+    assert "gFID: CTF better than plain (CTF − plain = -10.000" in text
+    assert "6 codes used by the training tokens (75%)" in text
     assert "accuracy 60.0% after 7 steps" in text and "The redundancy finding **holds**" in text
-    assert "CTF is above that band, the plain generator above it" in text  # 30 % and 20 % against 10 % ± 6.4 %
+    # 30 % against 20 %: the first 40 samples are right in both, 20 more in CTF's: the paired interval excludes 0
+    assert "class-consistency: CTF better than plain (CTF − plain = +0.100 [+0.0" in text
     assert "Rows of kind `ctf` show stage 1's held-out loss" in text
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["ctf"]["redundancy"]["within_cluster"] == {"psnr": 18.5, "rfid": 45.0}
@@ -296,14 +322,15 @@ def test_render_is_text_from_the_data_alone(tmp_path, monkeypatch):
     lines = text.splitlines()
     assert lines[0] == "# Report: params profile `smoke`" and text.endswith("\n")
     assert "- Evaluation classifier, held-out accuracy: 97.0% (the ceiling of class-consistency)." in lines
-    assert "| stage1 | 20.00 | 0.500 | 30.00 | 80.0% |" in lines
+    assert "| stage1 | 20.00 | 0.500 | 30.00 | 0.800 |" in lines
     assert (
         "Stage 2 against stage 1 continued ([stage_comparison.md](tokenizer/stage_comparison.md)): The claim holds."
         in lines
     )
-    assert any(ln.startswith("| S | plain | – | 1.500 | 0.0200 | 200 | 50.00 |") for ln in lines)
-    assert "`S`: class-consistency 85.0% against the goal of 80%: **met**" in text
-    assert "Ceiling (classifier on real held-out images): 93.0%." in text and "**near chance, as it must be**" in text
+    assert any(ln.startswith("| S | plain | – | 1.500 | 0.0200 | 200 | 50.00 [49.96, 50.03] |") for ln in lines)
+    assert "`S`: class-consistency 85.0 % [79.4 %, 89.3 %] (n = 200) against the goal of 80% on the lower end" in text
+    assert "Ceiling (classifier on real held-out images): 93.0%." in text and "**at chance, as it must be**" in text
+    assert "**Rules of the verdicts below**" in text and "is met when the interval's lower end reaches" in text
     assert "| alitok (v) | main (ImageNet-256) | AliTok-B | 177 | 1.44 | docs/papers/alitok.md §3.1, e |" in lines
     assert "## CTF" not in text  # neither a coarse map nor a CTF run
     assert lines[-5:] == [
@@ -460,7 +487,7 @@ def test_command_line_takes_the_manifest_as_json_or_a_file(tmp_path, capsys):
         texts.append((out / "report.md").read_text())
         assert json.loads((out / "metrics.json").read_text())["generator"]["S"]["class_consistency"] == 0.9
         assert all((out / "figures" / f).is_file() for f in report.FIGURES)
-    assert texts[0] == texts[1] and "`S`: class-consistency 90.0%" in texts[0]
+    assert texts[0] == texts[1] and "`S`: class-consistency 90.0 %" in texts[0]
     for bad, message in (('{"runs": {}}', "missing paper"), ("{not json", "not a JSON object"), ("none.json", "file")):
         with pytest.raises(SystemExit):
             parser.parse_args(["--manifest", bad, "--out", "r", "--figure-dir", "f", "--metrics-out", "m"])

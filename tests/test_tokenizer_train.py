@@ -18,6 +18,7 @@ from conftest import (
     make_tiny_data,
     run,
     save_random_classifier,
+    terminate_at_step,
     tiny_train_cmd,
     tool_env,
 )
@@ -84,6 +85,22 @@ def test_kill_and_resume_gives_identical_weights(workspace, uninterrupted):
     steps = [json.loads(line)["step"] for line in (workspace / name / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 31)), "the log has each step exactly once after resumes"
     assert not (workspace / name / "work").exists(), "a finished run clears its work dir"
+
+
+def test_sigterm_mid_phase_checkpoints_and_the_rerun_matches(workspace, uninterrupted):
+    """SLURM's preemption of the tokenizer trainer: it finishes the step, checkpoints it, exits PREEMPTED, and
+    the rerun ends with the uninterrupted run's weights (the generator's trainer: tests/test_generator_train.py,
+    one process and two gloo ranks)."""
+    from alitok.training import checkpoint
+    from alitok.training.preemption import PREEMPTED
+
+    work = workspace / "term" / "work"
+    code, err = terminate_at_step(train_cmd(workspace, "term"), work / "log.jsonl", 13, cwd=REPO)
+    assert code == PREEMPTED and "preempted (SIGTERM)" in err, err[-2000:]
+    assert 13 <= checkpoint.load(work / "last.pt", kind="tokenizer-train")["step"] < 30
+    resumed = final_state(workspace, "term", train=True)
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,13 @@
-"""The ablation tables: every unit's metrics over seeds (mean ± sd), our direction beside the paper's with a
-verdict, a figure per table, and the two central claims.
+"""The ablation tables: every unit's metrics as the mean over seeds with a 95 % interval, our direction beside the
+paper's with a verdict, a figure per table, and the two central claims.
 
-A verdict compares two configurations on one metric: "holds" when our change has the paper's sign and the
-mean ± sd intervals do not overlap, "reversed" when it has the other sign and they do not overlap, and
-"unresolved" when they overlap. The paper's numbers come from results/paper/ablations.csv.
+The intervals and the verdict rule are the main report's (alitok/metrics/intervals.py). Every metric of a unit at
+a seed carries its resampled draws: over the samples (gFID, class-consistency), the held-out images (rFID) or the
+held-out sequences (accuracy). A cell is the mean over seeds, its interval the seeds' draws averaged
+(`intervals.seed_mean`). A comparison of two units is their paired difference, draw by draw at each seed (the
+same sample, image or sequence indices), averaged over the seeds: "holds" when its interval excludes 0 on the
+paper's side, "reversed" on the other side, "within noise" when it holds 0. The paper's numbers come from
+results/paper/ablations.csv.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 
 from alitok import atomic, cliargs, plots
 from alitok.ablations import units
+from alitok.metrics import intervals
+from alitok.metrics.intervals import Interval
 
 # The comparisons the AliTok table supports (docs/papers/alitok.md §3.5 "Reading the table", §1.7): (from, to, what
 # changes, metrics). E shares D's tokenizer and F E's generator, so those metrics are equal by construction.
@@ -38,12 +44,22 @@ METRICS = {
 }
 
 
-def _last_val_acc(log_path: Path) -> float:
-    lines = plots.read_log(log_path)
-    acc = [r["val_acc"] for r in lines if "val_acc" in r]
-    if not acc:
-        raise ValueError(f"{log_path}: no held-out accuracy logged (generator.training.eval_every > steps?)")
-    return 100.0 * acc[-1]
+PERCENT = ("acc", "cc")  # shares shown in %
+
+
+def _percent(iv: Interval) -> Interval:
+    k = 100.0
+    draws = None if iv.draws is None else tuple(k * x for x in iv.draws)
+    bias = None if iv.bias is None else k * iv.bias
+    return Interval(k * iv.value, k * iv.lo, k * iv.hi, iv.method, bias, draws, iv.pairing)
+
+
+def _last_val_acc(log_path: Path) -> Interval:
+    """The generator's final held-out accuracy with its interval over the held-out sequences (logged at the end)."""
+    final = [r for r in plots.read_log(log_path) if "val_acc_interval" in r]
+    if not final:
+        raise ValueError(f"{log_path}: no final held-out accuracy interval logged (trained before issue 31?)")
+    return _percent(Interval.of(final[-1]["val_acc_interval"]))
 
 
 def position_perplexity(tokens_dir) -> float:
@@ -66,7 +82,11 @@ def collect(p: dict, manifest: dict) -> dict:
     values: dict = {}
 
     def put(unit, metric, v):
-        values.setdefault(unit, {}).setdefault(metric, []).append(float(v))
+        values.setdefault(unit, {}).setdefault(metric, []).append(v)
+
+    def interval(m: dict, key: str) -> Interval:
+        iv = Interval.of(m["intervals"][key])
+        return _percent(iv) if key == "class_consistency" else iv
 
     pos_ppl: dict = {}  # tokens folder -> value: E and F share D's tokens
     for seed in p["ablations"]["seeds"]:
@@ -75,19 +95,19 @@ def collect(p: dict, manifest: dict) -> dict:
             f = files["rows"][row]
             score = json.loads(Path(f["scores"]).read_text())[row]
             put(row, "acc", _last_val_acc(Path(f["generator_log"])))
-            put(row, "gfid", score["fid"])
-            put(row, "cc", 100.0 * score["class_consistency"])
-            put(row, "rfid", json.loads(Path(f["tokenizer_metrics"]).read_text())["rfid"])
+            put(row, "gfid", interval(score, "fid"))
+            put(row, "cc", interval(score, "class_consistency"))
+            put(row, "rfid", interval(json.loads(Path(f["tokenizer_metrics"]).read_text()), "rfid"))
             if f["tokens_val"] not in pos_ppl:
                 pos_ppl[f["tokens_val"]] = position_perplexity(Path(f["tokens_val"]))
-            put(row, "pos_ppl", pos_ppl[f["tokens_val"]])
+            put(row, "pos_ppl", float(pos_ppl[f["tokens_val"]]))
         for (k, size), pids in units.ctf_models(p).items():
             f = files["ctf"][f"K{k}-{size}"]
             scores = json.loads(Path(f["scores"]).read_text())
             acc = _last_val_acc(Path(f["stage1_log"]))
             for pid in pids:
-                put(pid, "gfid", scores[pid]["fid"])
-                put(pid, "cc", 100.0 * scores[pid]["class_consistency"])
+                put(pid, "gfid", interval(scores[pid], "fid"))
+                put(pid, "cc", interval(scores[pid], "class_consistency"))
                 put(pid, "acc", acc)  # over the K coarse labels: not comparable with a plain row's
     return values
 
@@ -97,22 +117,45 @@ def stats(xs: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
 
 
-def verdict(ours_from: list[float], ours_to: list[float], paper_from: float | None, paper_to: float | None) -> str:
+def cell(per_seed: list) -> Interval | tuple[float, float]:
+    """A unit's metric over the seeds: the mean with its 95 % interval, or mean and sd for context numbers."""
+    return intervals.seed_mean(per_seed) if isinstance(per_seed[0], Interval) else stats(per_seed)
+
+
+def difference(ours_from: list[Interval], ours_to: list[Interval]) -> Interval:
+    """to − from, paired draw by draw at each seed, averaged over the seeds."""
+    return intervals.seed_mean([intervals.paired(b, a) for a, b in zip(ours_from, ours_to)])
+
+
+def verdict(ours_from: list[Interval], ours_to: list[Interval], paper_from, paper_to) -> str:
+    """The report's rule: a direction counts only when the paired interval of the difference excludes 0."""
     if paper_from is None or paper_to is None or paper_to == paper_from:
         return "no paper direction"
-    (m0, s0), (m1, s1) = stats(ours_from), stats(ours_to)
-    if abs(m1 - m0) <= s0 + s1:
-        return "unresolved"
-    return "holds" if (m1 - m0) * (paper_to - paper_from) > 0 else "reversed"
+    d = difference(ours_from, ours_to)
+    if not intervals.differs(d):
+        return "within noise"
+    return "holds" if d.value * (paper_to - paper_from) > 0 else "reversed"
 
 
 def _arrow(a, b) -> str:
     return "—" if a is None or b is None else ("↑" if b > a else "↓" if b < a else "=")
 
 
-def _fmt(xs) -> str:
-    m, s = stats(xs)
-    return f"{m:.3g} ± {s:.2g}"
+def _mean(per_seed: list) -> float:
+    c = cell(per_seed)
+    return c.value if isinstance(c, Interval) else c[0]
+
+
+def _fmt(per_seed: list) -> str:
+    c = cell(per_seed)
+    if isinstance(c, Interval):
+        return f"{c.value:.3g} [{c.lo:.3g}, {c.hi:.3g}]"
+    return f"{c[0]:.3g} ± {c[1]:.2g}"
+
+
+def _diff(ours_from: list[Interval], ours_to: list[Interval]) -> str:
+    d = difference(ours_from, ours_to)
+    return f"{d.value:+.3g} [{d.lo:+.3g}, {d.hi:+.3g}]"
 
 
 def read_paper(path) -> dict:
@@ -158,7 +201,8 @@ def alitok_table(p: dict, values: dict, paper: dict) -> tuple[list[dict], list[d
                     "metric": m,
                     "ours_from": _fmt(values[a][m]),
                     "ours_to": _fmt(values[b][m]),
-                    "ours": _arrow(stats(values[a][m])[0], stats(values[b][m])[0]),
+                    "ours_difference": _diff(values[a][m], values[b][m]),
+                    "ours": _arrow(_mean(values[a][m]), _mean(values[b][m])),
                     "paper_from": pa.get(m),
                     "paper_to": pb.get(m),
                     "paper": _arrow(pa.get(m), pb.get(m)),
@@ -200,7 +244,8 @@ def ctf_tables(p: dict, values: dict, paper: dict) -> dict:
                     "to": pts[j][0],
                     "ours_from": _fmt(values[a]["gfid"]),
                     "ours_to": _fmt(values[b]["gfid"]),
-                    "ours": _arrow(stats(values[a]["gfid"])[0], stats(values[b]["gfid"])[0]),
+                    "ours_difference": _diff(values[a]["gfid"], values[b]["gfid"]),
+                    "ours": _arrow(_mean(values[a]["gfid"]), _mean(values[b]["gfid"])),
                     "paper_from": pa,
                     "paper_to": pb,
                     "paper": _arrow(pa, pb),
@@ -227,10 +272,10 @@ def claims(p: dict, values: dict, paper: dict) -> dict:
         paper.get(("alitok", "A"), {}).get("acc"),
         paper.get(("alitok", "B"), {}).get("acc"),
     )
-    (ra, sa), (rb, sb) = stats(values["A"]["rfid"]), stats(values["B"]["rfid"])
-    comparable = abs(rb - ra) <= sa + sb or abs(rb - ra) <= a["rfid_tolerance"] * ra
+    d_rfid, ra = difference(values["A"]["rfid"], values["B"]["rfid"]), _mean(values["A"]["rfid"])
+    comparable = not intervals.differs(d_rfid) or abs(d_rfid.value) <= a["rfid_tolerance"] * ra
     # "at comparable rFID" conditions both directions: a tokenizer that keeps less of the image is easier to predict
-    alitok = acc if comparable and acc in ("holds", "reversed") else "unresolved"
+    alitok = acc if comparable else "unresolved"
     plain, ctf = a["ctf"]["tokens_of"], units.claim_point(p)
     pp, pc = paper.get(("claim", "plain"), {}).get("gfid"), paper.get(("claim", "ctf"), {}).get("gfid")
     return {
@@ -242,6 +287,8 @@ def claims(p: dict, values: dict, paper: dict) -> dict:
             "acc_B": _fmt(values["B"]["acc"]),
             "rfid_A": _fmt(values["A"]["rfid"]),
             "rfid_B": _fmt(values["B"]["rfid"]),
+            "acc_difference": _diff(values["A"]["acc"], values["B"]["acc"]),
+            "rfid_difference": _diff(values["A"]["rfid"], values["B"]["rfid"]),
             "paper_acc_A": paper[("alitok", "A")]["acc"],
             "paper_acc_B": paper[("alitok", "B")]["acc"],
         },
@@ -251,6 +298,8 @@ def claims(p: dict, values: dict, paper: dict) -> dict:
             "point": ctf,
             "gfid_plain": _fmt(values[plain]["gfid"]),
             "gfid_ctf": _fmt(values[ctf]["gfid"]),
+            "gfid_difference": _diff(values[plain]["gfid"], values[ctf]["gfid"]),
+            "cc_difference": _diff(values[plain]["cc"], values[ctf]["cc"]),
             "cc_plain": _fmt(values[plain]["cc"]),
             "cc_ctf": _fmt(values[ctf]["cc"]),
             "cc_verdict": verdict(values[plain]["cc"], values[ctf]["cc"], 0.0, 1.0),
@@ -271,16 +320,27 @@ def _md(rows: list[dict]) -> list[str]:
     ]
 
 
+def _bars(cells: list[list]) -> tuple[list[float], list[list[float]]]:
+    """Centres and (below, above) error lengths: the 95 % interval, or ± sd for context numbers."""
+    mid, err = [], [[], []]
+    for per_seed in cells:
+        c = cell(per_seed)
+        lo, value, hi = (c.lo, c.value, c.hi) if isinstance(c, Interval) else (c[0] - c[1], c[0], c[0] + c[1])
+        mid.append(value)
+        err[0].append(value - lo)
+        err[1].append(hi - value)
+    return mid, err
+
+
 def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> list[Path]:
     plt = plots.pyplot()
     fig_dir.mkdir(parents=True, exist_ok=True)
     rows = list(units.rows(p))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     for ax, m in zip(axes, METRICS):
-        ms = [stats(values[r][m]) for r in rows]
-        ax.errorbar(
-            range(len(rows)), [x[0] for x in ms], yerr=[x[1] for x in ms], fmt="o", capsize=4, label="ours (mean ± sd)"
-        )
+        mid, err = _bars([values[r][m] for r in rows])
+        label = "ours (mean, 95 % interval)" if m != "pos_ppl" else "ours (mean ± sd)"
+        ax.errorbar(range(len(rows)), mid, yerr=err, fmt="o", capsize=4, label=label)
         ax.set_xticks(range(len(rows)), rows)
         ax.set_title(METRICS[m], fontsize=9)
         pv = [paper.get(("alitok", r), {}).get(m) for r in rows]
@@ -303,8 +363,8 @@ def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> li
     fig, axes = plt.subplots(1, len(ctf), figsize=(3.2 * len(ctf), 3.4), squeeze=False)
     for ax, (name, t) in zip(axes[0], ctf.items()):
         pts = units.table_points(p)[name]
-        ms = [stats(values[pid]["gfid"]) for _, pid in pts]
-        ax.errorbar(range(len(pts)), [x[0] for x in ms], yerr=[x[1] for x in ms], fmt="o-", capsize=4)
+        mid, err = _bars([values[pid]["gfid"] for _, pid in pts])
+        ax.errorbar(range(len(pts)), mid, yerr=err, fmt="o-", capsize=4)
         ax.set_xticks(range(len(pts)), ["all" if t["sweep"] == "top_k" and v == 0 else str(v) for v, _ in pts])
         ax.set_title(f"({name}) {t['sweep']}", fontsize=9)
         ax.set_ylabel("gFID (ours)", fontsize=8)
@@ -313,7 +373,9 @@ def _figures(p: dict, values: dict, ctf: dict, paper: dict, fig_dir: Path) -> li
             twin = ax.twinx()
             twin.plot(range(len(pv)), pv, "s--", color="tab:red", alpha=0.6)
             twin.tick_params(axis="y", colors="tab:red")
-    fig.suptitle("CTF Table 3 sweeps: our gFID (mean ± sd, left) and the paper's FID (red, right)", fontsize=10)
+    fig.suptitle(
+        "CTF Table 3 sweeps: our gFID (mean, 95 % interval; left) and the paper's FID (red, right)", fontsize=10
+    )
     fig.tight_layout()
     paths.append(fig_dir / "ctf_table3.png")
     plots.save_figure(fig, paths[1])
@@ -337,25 +399,35 @@ def run(p: dict, *, manifest: dict, paper_csv, out, fig_dir, tables_dir, metrics
     figs = _figures(p, values, ctf, paper, Path(fig_dir))
     seeds = p["ablations"]["seeds"]
     a, k = c["alitok"], c["ctf"]
+    lowest_cc = min(cell(ms["cc"]).lo for ms in values.values())
     lines = [
         f"# Ablations ({p['name']} profile, seeds {', '.join(map(str, seeds))})",
         "",
-        'Every cell is mean ± sd over the seeds. A direction "holds" when ours has the paper\'s sign and the mean ± sd '
-        'intervals do not overlap, is "reversed" when it has the other sign without overlap, and is "unresolved" '
-        "when they overlap. Paper numbers: results/paper/ablations.csv (docs/papers/alitok.md §3.5, §1.7; "
-        "docs/papers/ctf.md §3.1, §3.3).",
+        f'**Rules** (the main report\'s, docs/evaluation.md "Intervals"). {intervals.RULES}',
+        "",
+        "Here every cell is the mean over the seeds with its 95 % interval [lo, hi]; the interval pools the seeds' "
+        "draws over samples (gfid, cc), held-out images (rfid) or held-out sequences (acc). A direction compares two "
+        "units by their paired difference (`ours_difference`: to − from, resampled with the same indices at each "
+        'seed, averaged over the seeds): "holds" when its interval excludes 0 on the paper\'s side, "reversed" on '
+        'the other, "within noise" when it holds 0. pos_ppl is context: mean ± sd over the seeds. The intervals '
+        "cover the draw of samples and images given the trained models; the seeds are the only retraining. Paper "
+        "numbers: results/paper/ablations.csv (docs/papers/alitok.md §3.5, §1.7; docs/papers/ctf.md §3.1, §3.3).",
+        "",
+        f"Lowest class-consistency lower bound over the rows and points: {lowest_cc:.1f} %.",
         "",
         "## Central claims",
         "",
         f"- **AliTok: a causal stage-1 decoder makes tokens more predictable at comparable rFID: {a['verdict']}.** "
-        f"Held-out AR accuracy A {a['acc_A']} % -> B {a['acc_B']} % ({a['acc_verdict']}; "
-        f"paper {a['paper_acc_A']:g} -> {a['paper_acc_B']:g} %); rFID A "
-        f"{a['rfid_A']} -> B {a['rfid_B']} ({'comparable' if a['rfid_comparable'] else 'not comparable'}; comparable "
-        f"means the intervals overlap or the means differ by at most {p['ablations']['rfid_tolerance']:.0%} of A's).",
+        f"Held-out AR accuracy A {a['acc_A']} % -> B {a['acc_B']} %, B − A {a['acc_difference']} points "
+        f"({a['acc_verdict']}; paper {a['paper_acc_A']:g} -> {a['paper_acc_B']:g} %); rFID A {a['rfid_A']} -> B "
+        f"{a['rfid_B']}, B − A {a['rfid_difference']} ({'comparable' if a['rfid_comparable'] else 'not comparable'}; "
+        "comparable means the paired difference is within noise or at most "
+        f"{p['ablations']['rfid_tolerance']:.0%} of A's mean).",
         f"- **CTF: coarse-to-fine beats plain AR on the same tokens: {k['verdict']}** (gFID). Row {k['plain']} "
-        f"{k['gfid_plain']} against CTF {k['gfid_ctf']} at point {k['point']} (paper, LlamaGen-B: "
-        f"{k['paper_gfid_plain']} -> {k['paper_gfid_ctf']}). Class-consistency {k['cc_plain']} % -> {k['cc_ctf']} % "
-        f"(higher is better: {k['cc_verdict']}).",
+        f"{k['gfid_plain']} against CTF {k['gfid_ctf']} at point {k['point']}, CTF − plain {k['gfid_difference']} "
+        f"(paper, LlamaGen-B: {k['paper_gfid_plain']} -> {k['paper_gfid_ctf']}). Class-consistency "
+        f"{k['cc_plain']} % -> {k['cc_ctf']} %, CTF − plain {k['cc_difference']} points (higher is better: "
+        f"{k['cc_verdict']}).",
         "",
         "## AliTok rows (docs/papers/alitok.md §3.5)",
         "",
@@ -396,7 +468,8 @@ def run(p: dict, *, manifest: dict, paper_csv, out, fig_dir, tables_dir, metrics
     summary = {
         "alitok_claim": a["verdict"],
         "ctf_claim": k["verdict"],
-        "units": {u: {m: stats(v)[0] for m, v in ms.items()} for u, ms in values.items()},
+        "lowest_cc_lower_bound": lowest_cc,
+        "units": {u: {m: _mean(v) for m, v in ms.items()} for u, ms in values.items()},
         "verdicts": {f"alitok {s['from']}->{s['to']} {s['metric']}": s["verdict"] for s in steps}
         | {f"ctf {n} {s['from']}->{s['to']}": s["verdict"] for n, t in ctf.items() for s in t["steps"]},
     }

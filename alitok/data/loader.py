@@ -84,7 +84,16 @@ def train_loader(dataset, training: dict, dist, steps: range, accum: int = 1, *,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
         generator=own_generator(seed),
+        worker_init_fn=ignore_sigterm,
     )
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """SLURM sends SIGTERM to every process of a job: a loader worker that died of it would fail the step in
+    progress, before the trainer can checkpoint (alitok.training.preemption). The trainer stops them instead."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def own_generator(seed: int) -> torch.Generator:

@@ -17,7 +17,7 @@ from alitok import atomic
 from alitok.evaluation import summary
 from alitok.evaluation.report_data import ManifestError, ReportData, check, collect, comparable, files, paper_rows
 from alitok.evaluation.report_figures import FIGURES, figures
-from alitok.evaluation.report_render import CC_GOAL, chance_band, ctf_pairs, render, verdicts
+from alitok.evaluation.report_render import CC_GOAL, ctf_pairs, render, verdicts
 
 __all__ = [
     "CC_GOAL",
@@ -25,7 +25,6 @@ __all__ = [
     "ManifestError",
     "ReportData",
     "add_arguments",
-    "chance_band",
     "check",
     "collect",
     "comparable",

@@ -9,20 +9,15 @@ the data and the extractor match theirs (ImageNet with Inception), never on a pr
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 from alitok.evaluation.report_data import ReportData, comparable, paired_rows, paper_rows
 from alitok.evaluation.report_figures import FIGURES
 from alitok.generator.runs import AT_CTF
+from alitok.metrics import intervals
 
 CC_GOAL = 0.80  # issue 6: smoke samples at least 80 % class-consistent
-
-
-def chance_band(chance: float, n: int) -> float:
-    """Three binomial standard deviations: a label-blind sampler lands within this of chance (99.7 %)."""
-    return 3 * math.sqrt(chance * (1 - chance) / n)
 
 
 def _fmt(x, digits=3) -> str:
@@ -69,25 +64,34 @@ def generator_table(evals: dict[str, dict], logs: dict[str, list]) -> list[str]:
     return lines
 
 
+def _interval(m: dict, key: str) -> intervals.Interval:
+    return intervals.Interval.of(m["intervals"][key])
+
+
 def verdicts(evals: dict[str, dict], real: dict | None) -> list[str]:
-    """Plain sentences on the claims the smoke run must show."""
+    """Plain sentences on the claims the smoke run must show, by the rules of the report's header: a goal is met
+    on the interval's lower end, a control is at chance by `intervals.at_chance`."""
     out = []
     for name, m in evals.items():
         if "class_consistency" not in m:
             continue
-        cc, chance, n = m["class_consistency"], m["chance"], m["num_samples"]
-        band = chance_band(chance, n)
-        control = m["protocol"].get("control")
-        if control:
-            ok = abs(cc - chance) <= band
+        cc, chance = _interval(m, "class_consistency"), m["chance"]
+        where = f"class-consistency {cc.text(3, percent=True)} (n = {m['num_samples']})"
+        if m["protocol"].get("control"):
+            ok = intervals.at_chance(cc, chance)
             out.append(
-                f"- Control `{name}`: class-consistency {cc:.1%}, chance {chance:.1%} ± {band:.1%} (3σ, n = {n}): "
-                + ("**near chance, as it must be**." if ok else "**NOT near chance: the instrument is suspect**.")
+                f"- Control `{name}`: {where}, chance {chance:.1%}: "
+                + (
+                    "**at chance, as it must be**."
+                    if ok
+                    else f"**NOT at chance (the interval must hold {chance:.1%} and stay below {2 * chance:.1%}): "
+                    "the instrument is suspect**."
+                )
             )
         else:
-            ok = cc >= CC_GOAL
+            ok = intervals.meets(cc, CC_GOAL)
             out.append(
-                f"- `{name}`: class-consistency {cc:.1%} against the goal of {CC_GOAL:.0%}: "
+                f"- `{name}`: {where} against the goal of {CC_GOAL:.0%} on the lower end: "
                 + ("**met**." if ok else "**not met**.")
                 + (
                     f" Ceiling (classifier on real held-out images): {real['class_consistency']:.1%}."
@@ -174,29 +178,13 @@ def ctf_section(
                 f"{_fmt(speed[0], 1)} / {_fmt(speed[1], 1)} ({_ratio(*speed)}) | "
                 f"{_fmt(acc[0])} / {_fmt(stage2_acc)} / {_fmt(acc[1])} |"
             )
-            order = "lower" if a["fid"] < b["fid"] else "higher" if a["fid"] > b["fid"] else "equal"
             lines.append("")
             differs = "the method only" if same == "the same" else "the method and the sampling protocol"
-            lines.append(
-                f"- `{ctf}` against `{plain}` (they differ in {differs}): gFID {order} "
-                f"({a['fid']:.2f} against {b['fid']:.2f}, one sample set each: no interval here; the ablation "
-                f"target repeats it over seeds)."
-            )
-            if "chance" in a and "chance" in b:
-                band = [chance_band(m["chance"], m["num_samples"]) for m in (a, b)]
-                place = [
-                    "within"
-                    if abs(m["class_consistency"] - m["chance"]) <= w
-                    else "above"
-                    if m["class_consistency"] > m["chance"]
-                    else "below"
-                    for m, w in zip((a, b), band)
-                ]
-                lines.append(
-                    f"- Class-consistency: CTF {a['class_consistency']:.1%}, the plain generator "
-                    f"{b['class_consistency']:.1%}. Chance is {a['chance']:.1%} ± {band[0]:.1%} (3σ, n = "
-                    f"{a['num_samples']}): CTF is {place[0]} that band, the plain generator {place[1]} it."
-                )
+            lines.append(f"- `{ctf}` against `{plain}` (they differ in {differs}), paired sample by sample:")
+            for key, label, lower in (("fid", "gFID", True), ("class_consistency", "class-consistency", False)):
+                if key in a.get("intervals", {}) and key in b.get("intervals", {}):
+                    d = intervals.paired(_interval(a, key), _interval(b, key))
+                    lines.append(f"  - {label}: {intervals.compare_text(d, 'CTF', 'plain', lower, 3)}.")
             if all(speed):
                 lines.append(
                     "- images/s: two separate jobs; on a shared CPU their run-to-run noise can exceed the "
@@ -291,6 +279,8 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
         "Written by `alitok report` from this folder's metrics files. Every number below was computed by this "
         "pipeline run; the papers' numbers come from `results/paper/published.csv`.",
         "",
+        f'**Rules of the verdicts below** (docs/evaluation.md, "Intervals"). {intervals.RULES}',
+        "",
     ]
     lines += ["## Context", ""]
     if data.classifier:
@@ -328,10 +318,10 @@ def render(data: ReportData, out: Path | str = "report.md", fig_dir: Path | str 
         ]
         for name, m in data.tokenizer.items():
             lines.append(
-                f"| {name} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['rfid']:.2f} | "
-                f"{m.get('recon_class_accuracy', float('nan')):.1%} |"
+                f"| {name} | {_iv(m, 'psnr', 2)} | {_iv(m, 'ssim', 3)} | {_iv(m, 'rfid', 2)} | "
+                f"{_iv(m, 'recon_class_accuracy', 3)} |"
             )
-        lines.append("")
+        lines += ["", "Brackets: 95 % intervals over the held-out images (a bootstrap; Wilson's for the accuracy).", ""]
         if data.comparison:
             lines += [
                 f"Stage 2 against stage 1 continued ([stage_comparison.md]({_rel(data.comparison, out)})): "

@@ -76,25 +76,30 @@ def sampling_speed(
 def sample_intervals(feats: dict, ref: dict, e: dict, labels, fid: float, isc: float, prc: bool = True) -> dict:
     """95 % intervals of the set's metrics over its samples (alitok/metrics/intervals.py), around the set's own `fid`
     and `isc`: one set of resamples for all of them, each scored as the whole set is; Wilson's for
-    class-consistency (with the domain classifier and labels). `prc` False: FID and IS only."""
+    class-consistency (with the domain classifier and labels). `prc` False: FID and IS only. Every interval keeps its
+    draws, so a run sampled with the same labels and seeds pairs with this one sample by sample (`intervals.paired`)."""
+    from dataclasses import replace
+
     from alitok.metrics import intervals
 
     n, draws, seed = len(feats["pool"]), e["intervals"]["draws"], e["intervals"]["seed"]
-    rows = intervals.resamples(n, draws, seed)
+    rows, pairing = intervals.resamples(n, draws, seed), {"n": n, "seed": seed}
     pool, unbiased = feats["pool"], feats["logits_unbiased"]
     method = f"bootstrap over {n} samples, {draws} resamples"
+
+    def interval(value, resampled):
+        return intervals.from_values(value, resampled, method, pairing=pairing).as_dict()
+
     scores = [generative.inception_score(unbiased[torch.as_tensor(r)], e["isc_splits"])[0] for r in rows]
-    out = {
-        "fid": intervals.from_values(fid, generative.fid_resampled(pool, ref, rows), method).as_dict(),
-        "is": intervals.from_values(isc, scores, method).as_dict(),
-    }
+    out = {"fid": interval(fid, generative.fid_resampled(pool, ref, rows)), "is": interval(isc, scores)}
     pr = generative.precision_recall_resampled(pool, ref["pool"], e["prc_k"], [np.arange(n), *rows]) if prc else None
     if pr is not None:  # the first row is the whole set
         for j, key in enumerate(("precision", "recall")):
-            out[key] = intervals.from_values(pr[0, j], pr[1:, j], method).as_dict()
+            out[key] = interval(pr[0, j], pr[1:, j])
     if e["extractor"] == "domain_classifier" and labels is not None:
-        hits = int((feats["logits"].argmax(1).numpy() == np.asarray(labels)).sum())
-        out["class_consistency"] = intervals.wilson(hits, n).as_dict()
+        hits = (feats["logits"].argmax(1).numpy() == np.asarray(labels)).astype(np.float64)
+        wilson = intervals.wilson(int(hits.sum()), n)  # the interval; the bootstrap draws only pair it with others
+        out["class_consistency"] = replace(wilson, draws=tuple(hits[rows].mean(1)), pairing=pairing).as_dict()
     return out
 
 

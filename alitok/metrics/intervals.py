@@ -36,9 +36,22 @@ class Interval:
     hi: float
     method: str  # "wilson", "bootstrap over N images", ...
     bias: float | None = None  # bootstrap only: mean of the resampled values minus `value`
+    # the resampled values, in the order of `resamples(n, draws, seed)`: two sets scored on the same rows give a
+    # paired difference draw by draw (`paired`), with no features kept
+    draws: tuple[float, ...] | None = None
+    pairing: dict | None = None  # {"n", "seed"}: what the rows were drawn from; only equal ones pair
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.draws is not None:
+            out["draws"] = [float(f"{x:.7g}") for x in self.draws]
+        return out
+
+    @classmethod
+    def of(cls, d: dict) -> Interval:
+        """The inverse of as_dict (a metrics JSON's interval)."""
+        draws = d.get("draws")
+        return cls(**{**d, "draws": None if draws is None else tuple(draws)})
 
     def text(self, digits: int = 3, percent: bool = False) -> str:
         f = (lambda x: f"{100 * x:.{max(digits - 2, 0)}f} %") if percent else (lambda x: f"{x:.{digits}f}")
@@ -69,20 +82,26 @@ def resamples(n: int, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(draws, n))
 
 
-def from_values(value: float, resampled, method: str, level: float = LEVEL) -> Interval:
-    """The percentile interval of values already computed on resamples (one set of resamples, many metrics)."""
+def from_values(
+    value: float, resampled, method: str, level: float = LEVEL, pairing: dict | None = None
+) -> Interval:  # fmt: skip
+    """The percentile interval of values already computed on resamples (one set of resamples, many metrics). With
+    `pairing` ({"n", "seed"} of the rows) the values are kept, so that another set scored on the same rows pairs."""
     resampled = np.asarray(resampled, dtype=np.float64)
     lo, hi = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(float(value), float(lo), float(hi), method, float(resampled.mean() - value))
+    kept = None if pairing is None else tuple(float(x) for x in resampled)
+    return Interval(float(value), float(lo), float(hi), method, float(resampled.mean() - value), kept, pairing)
 
 
 def bootstrap(
     statistic: Callable[[np.ndarray], float], n: int, *, draws: int = DRAWS, seed: int = 0, level: float = LEVEL,
-    unit: str = "images",
+    unit: str = "images", keep: bool = False,
 ) -> Interval:  # fmt: skip
-    """Percentile interval of `statistic(indices)` over resamples of the n items; its value is the whole set's."""
+    """Percentile interval of `statistic(indices)` over resamples of the n items; its value is the whole set's.
+    `keep`: the draws are kept, for pairing with another set scored on the same rows."""
     values = [statistic(rows) for rows in resamples(n, draws, seed)]
-    return from_values(float(statistic(np.arange(n))), values, f"bootstrap over {n} {unit}, {draws} resamples", level)
+    method, pairing = f"bootstrap over {n} {unit}, {draws} resamples", {"n": n, "seed": seed} if keep else None
+    return from_values(float(statistic(np.arange(n))), values, method, level, pairing)
 
 
 def bootstrap_mean(values, **kw) -> Interval:
@@ -100,6 +119,30 @@ def paired_difference(
     return bootstrap(
         lambda rows: statistic_a(rows) - statistic_b(rows), n, draws=draws, seed=seed, level=level, unit=unit
     )
+
+
+def paired(a: Interval, b: Interval, level: float = LEVEL) -> Interval:
+    """a − b from two sets' kept draws on the same resample rows: the paired bootstrap, since sample i of both sets
+    has the same class and seed (or image i is the same held-out image). Refused when the rows differ."""
+    if a.draws is None or b.draws is None or a.pairing != b.pairing or a.pairing is None:
+        raise ValueError(f"not paired: resamples {a.pairing} against {b.pairing}")
+    d = np.asarray(a.draws) - np.asarray(b.draws)
+    return from_values(a.value - b.value, d, f"paired {a.method}", level, a.pairing)
+
+
+def seed_mean(per_seed: list[Interval], level: float = LEVEL) -> Interval:
+    """The mean over training seeds of one quantity, its interval from the seeds' draws averaged draw by draw. Each
+    seed's draws are first permuted by a permutation of that seed's position alone: the seeds' sample sets are
+    independent, so their draws must not line up, while two quantities of one seed (a paired difference) keep
+    their common order."""
+    if any(iv.draws is None for iv in per_seed):
+        raise ValueError("a seed's interval kept no draws")
+    draws = np.mean(
+        [np.random.default_rng(1000 + i).permutation(np.asarray(iv.draws)) for i, iv in enumerate(per_seed)], axis=0
+    )
+    value = float(np.mean([iv.value for iv in per_seed]))
+    method = f"mean over {len(per_seed)} seeds of {per_seed[0].method}"
+    return from_values(value, draws, method, level)
 
 
 def meets(interval: Interval, goal: float) -> bool:

@@ -39,6 +39,7 @@ from alitok.models.vq16 import VQ16, VQ16Config
 from alitok.tokenizer import gan, losses
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
+from alitok.training.preemption import Preempted, Preemption
 
 log = logging.getLogger("alitok.tokenizer")
 
@@ -254,109 +255,109 @@ def run(
     )
     tick, images_since = time.perf_counter(), 0
     g_terms, d_terms, loss, grad_norm = {}, {}, None, None  # the latest of each kind: alternation logs both
-    for x, _ in loader:
-        phase, k = phase_at(phases, step)
-        turn = gan.turn(dcfg["recipe"], phase, k)
-        if k == 0 and opt["reset_each_phase"]:  # the release's last.pth holds no optimiser state
-            opt_g.state.clear()
-            opt_d.state.clear()
-        lr = schedule.warmup_cosine(turn.lr_step, turn.lr_steps, phase["lr"], phase["end_lr"], phase["warmup_steps"])
-        for group in opt_g.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-        for group in opt_d.param_groups:
-            group["lr"] = lr * dcfg["lr_scale"]
-        x = x.to(d.device, non_blocking=True).float() / 255
 
-        if turn.generator:
-            with amp.autocast():
-                outputs = ddp_model(x)
-            recon = outputs["image"].float() if fp32_losses else outputs["image"]
-            with loss_precision():
-                terms = {"recon": F.mse_loss(recon.float(), x)}
-                if stage == 1:
-                    terms["commitment"] = outputs["commitment"]
-                    terms["codebook"] = outputs["codebook"]
-                    aux = parts.aux(outputs, x)
-                    if aux is not None:
-                        terms["aux"] = aux
-                if phase["perceptual_weight"] > 0:
-                    terms["perceptual"] = perceptual.logits_mse(recon, x)
-                    weights["perceptual"] = phase["perceptual_weight"]
-                if phase["lpips_weight"] > 0:
-                    terms["lpips"] = perceptual.lpips(recon, x)
-                    weights["lpips"] = phase["lpips_weight"]
-                if phase["gan_weight"] > 0:  # through the bare module: D's own update below is the DDP-synced one
-                    terms["gan_g"] = gan.generator_adv_loss(disc(recon))
-                    weights["gan_g"] = phase["gan_weight"]
-                loss = sum(weights[name] * value for name, value in terms.items())
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt_g)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            scaler.step(opt_g)
-            scaler.update()
-            g_terms = terms
-        else:  # a discriminator-only iteration of the release: its own batch through the tokenizer, no G update
-            with torch.no_grad(), amp.autocast():
-                outputs = model(x)
-            recon = outputs["image"]
-        if parts.revive is not None:  # the release's online clustering runs in every training forward
-            parts.revive(outputs)
+    def save_progress():
+        payload = {"format": FORMAT, "kind": "tokenizer-train", "step": step, "params_hash": run_hash}
+        payload |= {name: obj.state_dict() for name, obj in states.items()}
+        checkpoint.save_progress(ckpt_path, payload)
 
-        if turn.train_disc:
-            opt_d.zero_grad(set_to_none=True)
-            with loss_precision():
-                # one forward for real and fake: DDP allows a single forward per backward (GroupNorm is per sample)
-                real_logits, fake_logits = ddp_disc(torch.cat([x, recon.detach().float()])).chunk(2)
-                d_loss = gan.hinge_d_loss(real_logits, fake_logits)
-            scaler.scale(dcfg["loss_weight"] * d_loss).backward()
-            scaler.unscale_(opt_d)
-            torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
-            scaler.step(opt_d)
-            scaler.update()
-            d_terms = {"gan_d": d_loss}
-        elif phase["gan_weight"] <= 0:
-            d_terms = {}
-
-        step += 1
-        images_since += x.shape[0] * d.world_size
-        bar.update(1)
-        if d.is_main and (step % tr["log_every"] == 0 or step == total_steps):
-            seconds = time.perf_counter() - tick
-            record = {
-                "step": step,
-                "stage": stage,
-                "phase": phase["name"],
-                "update": turn.label,
-                "lr": lr,
-                "lr_step": turn.lr_step,
-                "g_updates": adam_steps(opt_g),  # AdamW's own counts: they restart where the optimisers reset
-                "d_updates": adam_steps(opt_d),
-                **({} if loss is None else {"loss": loss.item(), "grad_norm": grad_norm.item()}),
-                "images_per_s": images_since / seconds,
-                **{name: value.item() for name, value in {**g_terms, **d_terms}.items()},
-            }
-            if stage == 1:
-                record.update(parts.usage(outputs))
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{record.get('loss', math.nan):.4f}", phase=phase["name"])
-            tick, images_since = time.perf_counter(), 0
-        if step % tr["checkpoint_every"] == 0 or step == total_steps:
-            checkpoint.save_progress(
-                ckpt_path,
-                {
-                    "format": FORMAT,
-                    "kind": "tokenizer-train",
-                    "step": step,
-                    "params_hash": run_hash,
-                    "model": model.state_dict(),
-                    "disc": disc.state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
+    with Preemption(d.device) as preemption:
+        for x, _ in loader:
+            phase, k = phase_at(phases, step)
+            turn = gan.turn(dcfg["recipe"], phase, k)
+            if k == 0 and opt["reset_each_phase"]:  # the release's last.pth holds no optimiser state
+                opt_g.state.clear()
+                opt_d.state.clear()
+            lr = schedule.warmup_cosine(
+                turn.lr_step, turn.lr_steps, phase["lr"], phase["end_lr"], phase["warmup_steps"]
             )
+            for group in opt_g.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            for group in opt_d.param_groups:
+                group["lr"] = lr * dcfg["lr_scale"]
+            x = x.to(d.device, non_blocking=True).float() / 255
+
+            if turn.generator:
+                with amp.autocast():
+                    outputs = ddp_model(x)
+                recon = outputs["image"].float() if fp32_losses else outputs["image"]
+                with loss_precision():
+                    terms = {"recon": F.mse_loss(recon.float(), x)}
+                    if stage == 1:
+                        terms["commitment"] = outputs["commitment"]
+                        terms["codebook"] = outputs["codebook"]
+                        aux = parts.aux(outputs, x)
+                        if aux is not None:
+                            terms["aux"] = aux
+                    if phase["perceptual_weight"] > 0:
+                        terms["perceptual"] = perceptual.logits_mse(recon, x)
+                        weights["perceptual"] = phase["perceptual_weight"]
+                    if phase["lpips_weight"] > 0:
+                        terms["lpips"] = perceptual.lpips(recon, x)
+                        weights["lpips"] = phase["lpips_weight"]
+                    if phase["gan_weight"] > 0:  # through the bare module: D's own update below is the DDP-synced one
+                        terms["gan_g"] = gan.generator_adv_loss(disc(recon))
+                        weights["gan_g"] = phase["gan_weight"]
+                    loss = sum(weights[name] * value for name, value in terms.items())
+                opt_g.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt_g)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                scaler.step(opt_g)
+                scaler.update()
+                g_terms = terms
+            else:  # a discriminator-only iteration of the release: its own batch through the tokenizer, no G update
+                with torch.no_grad(), amp.autocast():
+                    outputs = model(x)
+                recon = outputs["image"]
+            if parts.revive is not None:  # the release's online clustering runs in every training forward
+                parts.revive(outputs)
+
+            if turn.train_disc:
+                opt_d.zero_grad(set_to_none=True)
+                with loss_precision():
+                    # one forward for real and fake: DDP allows a single forward per backward (GroupNorm is per sample)
+                    real_logits, fake_logits = ddp_disc(torch.cat([x, recon.detach().float()])).chunk(2)
+                    d_loss = gan.hinge_d_loss(real_logits, fake_logits)
+                scaler.scale(dcfg["loss_weight"] * d_loss).backward()
+                scaler.unscale_(opt_d)
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
+                scaler.step(opt_d)
+                scaler.update()
+                d_terms = {"gan_d": d_loss}
+            elif phase["gan_weight"] <= 0:
+                d_terms = {}
+
+            step += 1
+            images_since += x.shape[0] * d.world_size
+            bar.update(1)
+            if d.is_main and (step % tr["log_every"] == 0 or step == total_steps):
+                seconds = time.perf_counter() - tick
+                record = {
+                    "step": step,
+                    "stage": stage,
+                    "phase": phase["name"],
+                    "update": turn.label,
+                    "lr": lr,
+                    "lr_step": turn.lr_step,
+                    "g_updates": adam_steps(opt_g),  # AdamW's own counts: they restart where the optimisers reset
+                    "d_updates": adam_steps(opt_d),
+                    **({} if loss is None else {"loss": loss.item(), "grad_norm": grad_norm.item()}),
+                    "images_per_s": images_since / seconds,
+                    **{name: value.item() for name, value in {**g_terms, **d_terms}.items()},
+                }
+                if stage == 1:
+                    record.update(parts.usage(outputs))
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{record.get('loss', math.nan):.4f}", phase=phase["name"])
+                tick, images_since = time.perf_counter(), 0
+            if step % tr["checkpoint_every"] == 0 or step == total_steps:
+                save_progress()
+            if step < total_steps and preemption.stop_now():  # SIGTERM: this step is done; all ranks stop at it
+                if step % tr["checkpoint_every"]:
+                    save_progress()
+                raise Preempted(step, ckpt_path)
     bar.close()
 
     summary = {"stage": stage, "steps": total_steps, "phases": [ph["name"] for ph in phases]}
