@@ -24,8 +24,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alitok import config as params_config
-from alitok.generator import runs as gen_runs
+from alitok.generator import runs as gen_runs  # torch-free; plan's constants serve benchmarks/gpu.py as well
 
 # Dense bf16 tensor-core peaks, SXM parts, from the vendors' datasheets (NVIDIA A100, H100 and H200 datasheets).
 PEAK_BF16 = {"A100": 312e12, "H100": 989e12, "H200": 989e12}
@@ -371,9 +370,11 @@ def add_arguments(parser) -> None:
 
 
 def main(args, p: dict) -> None:
+    from alitok.config import ParamsError
+
     for name in ("mfu", "sampling_mfu"):
         if not 0 < getattr(args, name) <= 1:
-            raise params_config.ParamsError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(args, name)}")
+            raise ParamsError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(args, name)}")
     result = plan(p, args.train_images)
     hours = {"gpu": args.gpu, "mfu": args.mfu, "sampling_mfu": args.sampling_mfu}
     print(table(result, **hours))

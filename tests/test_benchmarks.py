@@ -38,3 +38,42 @@ def test_generator_benchmark_matches_smoke_params():
         assert getattr(bench, field) == getattr(cfg, field), field
     narrow = generator_bench.GeneratorConfig(**generator_bench.NARROW)
     assert narrow.seq_len == 273  # the paper's sampling length
+
+
+import gpu as gpu_check  # noqa: E402
+
+
+def test_gpu_check_guidance_is_the_imagenet256_profiles():
+    scales = config.load(REPO / "params.yaml", "imagenet256")["generator"]["scales"]
+    assert gpu_check.GUIDANCE == {s: (scales[s]["guidance"], scales[s]["guidance_power"]) for s in ("B", "L", "XL")}
+
+
+def test_gpu_check_runs_on_the_cpu_at_tiny_sizes():
+    """benchmarks/gpu.py as a fresh machine runs it, at tiny shapes on the CPU (torch.compile off: its CPU compile
+    alone takes a minute): every part prints, every check agrees, exit 0."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "gpu.py", "--tiny", "--device", "cpu", "--train-batch", "4", "--sample-batch", "4",
+         "--train-steps", "1", "--compile-size", "none"],
+        cwd=REPO / "benchmarks", capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    for part in ("## 1. Training", "## 2. Sampling", "## 3. Fast paths", "## 4-5. Release import"):
+        assert part in out
+    assert out.count("| yes |") == 3 * 2 + 2 and "All checks agree" in out  # tf32 and bf16 per size, import, DDP
+    assert "| L | bf16 |" in out and "| 10.1 |" in out  # the paper's A800 figure beside ours
+
+
+def test_gpu_check_exits_1_on_a_mismatch(monkeypatch, capsys):
+    """A fast path outside its tolerance fails the check (here bf16 held to 0)."""
+    monkeypatch.setitem(gpu_check.TOLERANCE, "bf16", 0.0)
+    monkeypatch.setattr(gpu_check, "ddp_check", lambda: {"ok": True, "max_diff": 0.0, "note": ""})
+    argv = ["gpu.py", "--tiny", "--device", "cpu", "--sizes", "B", "--train-batch", "2", "--sample-batch", "2"]
+    monkeypatch.setattr(sys, "argv", argv + ["--train-steps", "1", "--compile-size", "none"])
+    sizes = dict(gpu_check.release.SIZES["alitok"])
+    assert gpu_check.main() == 1
+    assert gpu_check.release.SIZES["alitok"] == sizes  # the tiny stand-in for the release is undone
+    out = capsys.readouterr().out
+    assert "| B | bf16 |" in out and "| NO |" in out and "MISMATCH" in out
