@@ -46,7 +46,9 @@ def _iv(m: dict, key: str, digits: int) -> str:
 def run(stage2_json, control_json, stage1_json, out) -> dict:
     s1, s2, ctl = (json.loads(Path(p).read_text()) for p in (stage1_json, stage2_json, control_json))
     v = verdict(s2, ctl)
-    said = "holds" if v["holds"] else ("partly holds" if v["psnr_better"] or v["rfid_better"] else "does not hold")
+    noise = all(d["said"] == "within noise" for d in v["by"].values())
+    said = "holds" if v["holds"] else "partly holds" if v["psnr_better"] or v["rfid_better"] else "does not hold"
+    said += " (every difference within noise)" if noise else ""
     rows = [("stage 1", s1), ("stage 1 continued (control)", ctl), ("stage 2", s2)]
     by = v["by"]
     lines = [

@@ -110,7 +110,8 @@ def recon_intervals(originals, recons, labels, classifier_ckpt, x, y, value: dic
     method = f"bootstrap over {n} images, {draws} resamples"
     per_image = {"psnr": recon_metrics.psnr(x, y).double().numpy(), "ssim": recon_metrics.ssim(x, y).double().numpy()}
     net = generative.extractor("domain_classifier", classifier_ckpt)
-    real, fake = (generative.features(t.permute(0, 2, 3, 1), net)["pool"].numpy() for t in (originals, recons))
+    hwc = (t.permute(0, 2, 3, 1).contiguous().numpy() for t in (originals, recons))
+    real, fake = (generative.features(images, net)["pool"].numpy() for images in hwc)
 
     def rfid(r):
         a, b = real[r], fake[r]
