@@ -165,11 +165,12 @@ def test_ablations_profile_plans_every_unit_once_per_seed(project):
         "train_ctf_stage2": 5,
         "ablation_ctf_score": 5,
     }
-    assert {k: jobs.get(k) for k in per_seed} == {k: 3 * v for k, v in per_seed.items()}
+    seeds = len(config.load(project / "params.yaml", "ablations")["ablations"]["seeds"])
+    assert {k: jobs.get(k) for k in per_seed} == {k: seeds * v for k, v in per_seed.items()}
     assert jobs["ablation_report"] == 1 and "sample_generator" not in jobs  # the default pipeline's runs stay out
     outputs = re.findall(r"\n    output: (.*)", plan.stdout)
     trained = [o for o in outputs if "/tokenizer/" in o or "/generator/" in o or "/tokens/" in o or "/ctf/" in o]
-    assert len(trained) == 3 * 39 and all(o.startswith("results/ablations/ablation/seed") for o in trained)
+    assert len(trained) == seeds * 39 and all(o.startswith("results/ablations/ablation/seed") for o in trained)
     default = dry_run_jobs(run(["snakemake", "-n", "--config", "profile=tiny"], cwd=project).stdout)
     assert not any(k.startswith("ablation") for k in default)  # and `all` never runs the ablations
 
