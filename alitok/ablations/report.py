@@ -326,9 +326,9 @@ def _bars(cells: list[list]) -> tuple[list[float], list[list[float]]]:
     for per_seed in cells:
         c = cell(per_seed)
         lo, value, hi = (c.lo, c.value, c.hi) if isinstance(c, Interval) else (c[0] - c[1], c[0], c[0] + c[1])
-        mid.append(value)
-        err[0].append(value - lo)
-        err[1].append(hi - value)
+        mid.append(value)  # a bootstrap FID interval may sit wholly above the value (its bias): bars from the value
+        err[0].append(max(value - lo, 0.0))
+        err[1].append(max(hi - value, 0.0))
     return mid, err
 
 
