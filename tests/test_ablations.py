@@ -37,7 +37,7 @@ def test_rows_flip_the_switches_of_the_paper_table():
         and d["tokenizer"]["loss"]["aux_weight"] > 0
     )
     assert e["generator"]["scales"]["S"]["steps"] == 2 * d["generator"]["scales"]["S"]["steps"]
-    probe = units.load(REPO / "params.yaml", "ablations/probe/seed2")["tokenizer"]["model"]
+    probe = units.load(REPO / "params.yaml", "ablations/probe/seed1")["tokenizer"]["model"]
     assert probe["encoder_attention"] == "causal" and probe["stage1_decoder"] == "bidirectional"
 
 
@@ -53,10 +53,11 @@ def test_ctf_points_follow_each_subtable_conditions():
     tables = units.table_points(p)
     a_points = [units.points(p)[pid] for _, pid in tables["a"]]
     assert [s["clusters"] for s in a_points] == [8, 32, 64] and {s["stage2"] for s in a_points} == {"S"}
-    for name in "bcd":  # tau1 = tau2 = 1, guidance 2 unless swept
+    guidance = p["ablations"]["ctf"]["defaults"]["guidance"]
+    for name in "bcd":  # tau1 = tau2 = 1, the default guidance unless swept
         for _, pid in tables[name]:
             s = units.points(p)[pid]
-            assert (s["tau1"], s["tau2"]) == (1.0, 1.0) and (s["guidance"] == 2.0 or name == "c")
+            assert (s["tau1"], s["tau2"]) == (1.0, 1.0) and (s["guidance"] == guidance or name == "c")
     assert all(units.points(p)[pid]["tau1"] == 1.1 for _, pid in tables["f"])
     q = units.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
     assert q["ctf"]["sampling"]["tau1"] == q["ctf"]["sampling"]["tau2"] == 1.1
