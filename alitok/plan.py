@@ -185,7 +185,7 @@ def _perceptual_net(p: dict, name: str, lpips: bool = False):
     return Classifier(ClassifierConfig(num_classes=10, width=p["perceptual_net"]["width"]))
 
 
-def tokenizer_stages(p: dict, train_images: int) -> list[Stage]:
+def tokenizer_stages(p: dict, train_images: int, flops: dict[int, dict]) -> list[Stage]:
     """One Stage per training phase. Per image: the tokenizer 3 forwards (stage 2: the frozen encoder 1), each
     perceptual term its network on the original (1) and through the reconstruction (2), the GAN term D through
     the reconstruction (2) and D's own update on real and fake (2 x 2: weight gradients only). With the release's
@@ -197,7 +197,7 @@ def tokenizer_stages(p: dict, train_images: int) -> list[Stage]:
     final = gen_runs.tokenizer_final_stage(p)
     batch, stages = t["training"]["global_batch"], []
     for stage in range(1, final + 1):
-        f = _tokenizer_flops(p, stage)
+        f = flops[stage]
         tok = 3 * f["model"] if stage == 1 else f["encoder"] + 3 * (f["model"] - f["encoder"])
         model_bytes = _param_bytes_tokenizer(p, stage)
         for phase in t[f"stage{stage}"]:
@@ -273,12 +273,11 @@ def generator_stages(p: dict, num_classes: int, train_images: int, crops: int) -
     return out
 
 
-def sampling_stages(p: dict, num_classes: int) -> list[Stage]:
+def sampling_stages(p: dict, num_classes: int, f: dict) -> list[Stage]:
     """Every sampled run: its tokens, then the final tokenizer's decoder, once per sample; the samples' disk."""
     from alitok.generator.config import ctf_config, model_config
 
     s, size = p["generator"]["sampling"], p["data"]["image_size"]
-    f = _tokenizer_flops(p, gen_runs.tokenizer_final_stage(p))
     decode = f["model"] - f["encoder"]
     out = []
     for run in gen_runs.generator_runs(p):
@@ -299,12 +298,11 @@ def sampling_stages(p: dict, num_classes: int) -> list[Stage]:
     return out
 
 
-def extraction_stage(p: dict, train_images: int, val_images: int) -> Stage:
+def extraction_stage(p: dict, train_images: int, val_images: int, f: dict) -> Stage:
     """Encoding the train set (every crop) and the val set with the final tokenizer; the tokens' disk (uint16
     codes and an int32 label per crop)."""
     from alitok import geometry
 
-    f = _tokenizer_flops(p, gen_runs.tokenizer_final_stage(p))
     crops = 10 if p["tokens"]["ten_crop"] else 1
     images = train_images * crops + val_images
     seq = geometry.from_params(p).seq_len
@@ -321,10 +319,13 @@ def plan(p: dict, train_images: int | None = None, val_images: int | None = None
     else:
         train_images, val_images, classes = train_images or IMAGENET_TRAIN, val_images or IMAGENET_VAL, classes or 1000
     crops = 10 if p["tokens"]["ten_crop"] else 1
-    stages = tokenizer_stages(p, train_images)
+    final = gen_runs.tokenizer_final_stage(p)
+    trained = () if gen_runs.imports_tokenizer(p) else range(1, final + 1)
+    flops = {stage: _tokenizer_flops(p, stage) for stage in {*trained, final}}  # counted once per stage
+    stages = tokenizer_stages(p, train_images, flops)
     if not gen_runs.imports_generators(p):
-        stages.append(extraction_stage(p, train_images, val_images))
-    stages += generator_stages(p, classes, train_images, crops) + sampling_stages(p, classes)
+        stages.append(extraction_stage(p, train_images, val_images, flops[final]))
+    stages += generator_stages(p, classes, train_images, crops) + sampling_stages(p, classes, flops[final])
     return {"profile": p["name"], "train_images": train_images, "val_images": val_images, "stages": stages}
 
 

@@ -110,29 +110,11 @@ def edit_params(project_dir: Path, edit) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def kill_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 120) -> int:
-    """Start a training command and SIGKILL it once its JSON-lines log reaches `step`; returns the exit code."""
-    import json
-    import signal
-    import time
-
-    proc = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        lines = log_path.read_text().splitlines() if log_path.exists() else []
-        if lines and json.loads(lines[-1])["step"] >= step:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    return proc.wait()
-
-
-def terminate_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 180) -> tuple[int, str]:
-    """Start a training command in a session of its own and, once its JSON-lines log reaches `step`, SIGTERM every
-    process of it at once, as SLURM preempts a job (torchrun and its ranks alike). Returns (exit code, stderr)."""
+def signal_at_step(cmd, log_path: Path, step: int, cwd, sig, timeout: float = 120) -> tuple[int, str]:
+    """Start a training command in a session of its own and send `sig` to every process of it (torchrun and its
+    ranks alike, as SLURM signals a job) once its JSON-lines log reaches `step`. Returns (exit code, stderr)."""
     import json
     import os
-    import signal
     import time
 
     proc = subprocess.Popen(
@@ -143,11 +125,25 @@ def terminate_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 180)
     while time.time() < deadline and proc.poll() is None:
         lines = log_path.read_text().splitlines() if log_path.exists() else []
         if lines and json.loads(lines[-1])["step"] >= step:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
             break
         time.sleep(0.02)
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
+
+
+def kill_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 120) -> int:
+    """SIGKILL a training command once its log reaches `step`; returns the exit code."""
+    import signal
+
+    return signal_at_step(cmd, log_path, step, cwd, signal.SIGKILL, timeout)[0]
+
+
+def terminate_at_step(cmd, log_path: Path, step: int, cwd, timeout: float = 180) -> tuple[int, str]:
+    """SIGTERM, SLURM's preemption, once the log reaches `step`: (exit code, stderr)."""
+    import signal
+
+    return signal_at_step(cmd, log_path, step, cwd, signal.SIGTERM, timeout)
 
 
 def make_tiny_data(ws: Path, train_per_class: int, val_per_class: int) -> dict:

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from alitok.generator.sampling import filter_logits, generate, pick, sample_uniform
+from alitok.generator.sampling import Noise, filter_logits, generate, pick
 from alitok.models.generator import Generator
 
 
@@ -44,8 +44,6 @@ def generate_ctf(
         outside = fine_to_coarse.to(coarse.device)[None, None, :] != coarse[..., None]
         logits = logits.masked_fill(outside, -math.inf)
     logits = filter_logits(logits, top_k)
-    T = coarse.shape[1]
-    fine = torch.stack(
-        [pick(logits[:, t], sample_uniform(seed, sample_ids, T + t, logits.shape[-1]), tau2) for t in range(T)], dim=1
-    )
+    T, noise = coarse.shape[1], Noise(seed, sample_ids, logits.shape[-1])
+    fine = torch.stack([pick(logits[:, t], noise.uniform(T + t), tau2) for t in range(T)], dim=1)
     return coarse, fine

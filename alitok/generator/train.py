@@ -42,7 +42,7 @@ from alitok.models.generator import Generator
 from alitok.tokens.store import TokenShards, TokenStoreError, TrainTokens
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
-from alitok.training.preemption import Preempted, Preemption
+from alitok.training.preemption import Preemption
 
 log = logging.getLogger("alitok.generator")
 
@@ -131,7 +131,8 @@ def evaluate(model, batches, device, autocast, targets: Targets = Targets(None, 
             lv, a = next_token_stats(logits, codes)
             n, _ = next_token_stats(model(torch.full_like(labels, model.config.null_class), inputs), codes)
         loss, acc, null_loss = loss + lv.item(), acc + a.item(), null_loss + n.item()
-        per_sequence.append((logits.argmax(-1) == codes).double().mean(1).cpu())
+        if intervals is not None:
+            per_sequence.append((logits.argmax(-1) == codes).double().mean(1).cpu())
     model.train()
     k = len(batches)
     out = {"val_loss": loss / k, "val_acc": acc / k, "val_class_gain": (null_loss - loss) / k}
@@ -274,12 +275,8 @@ def run(
                         f.write(json.dumps(record) + "\n")
                     bar.set_postfix(loss=f"{loss_sum:.3f}", acc=f"{acc_sum:.3f}")
                 tick, tokens_since = time.perf_counter(), 0
-            if step % tr["checkpoint_every"] == 0 or step == total:
-                save_progress()
-            if step < total and preemption.stop_now():  # SIGTERM: this step is done; all ranks stop at it
-                if step % tr["checkpoint_every"]:
-                    save_progress()
-                raise Preempted(step, ckpt_path)
+            # SIGTERM: this step is done; every rank stops at it
+            preemption.after_step(step, total, tr["checkpoint_every"], save_progress, ckpt_path)
     bar.close()
     if total == 0 and d.is_main:  # the untrained control: its held-out loss is the curve's one point
         with open(log_path, "a") as f:

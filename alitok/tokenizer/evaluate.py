@@ -91,12 +91,7 @@ def predicted_labels(images: torch.Tensor, classifier_ckpt) -> torch.Tensor:
     return predict(model, images, 100)
 
 
-def class_accuracy(images: torch.Tensor, labels: list[int], classifier_ckpt) -> float:
-    """Share of uint8 images that the domain classifier assigns to their label."""
-    return float((predicted_labels(images, classifier_ckpt) == torch.tensor(labels)).float().mean())
-
-
-def recon_intervals(originals, recons, labels, classifier_ckpt, x, y, value: dict, draws: int, seed: int) -> dict:
+def recon_intervals(originals, recons, hits, classifier_ckpt, x, y, value: dict, draws: int, seed: int) -> dict:
     """95 % intervals over the held-out images, one set of resample rows for every metric, each row scored as the
     whole set is: the mean PSNR and SSIM, rFID between the resampled originals and their reconstructions (the same
     images on both sides), and the classifier's accuracy (Wilson's). The draws are kept: two tokenizers evaluated on
@@ -119,7 +114,7 @@ def recon_intervals(originals, recons, labels, classifier_ckpt, x, y, value: dic
 
     out = {k: intervals.from_values(value[k], v[rows].mean(1), method, pairing=pairing) for k, v in per_image.items()}
     out["rfid"] = intervals.from_values(value["rfid"], [rfid(r) for r in rows], method, pairing=pairing)
-    hits = (predicted_labels(recons, classifier_ckpt) == torch.tensor(labels)).double().numpy()
+    hits = hits.double().numpy()
     wilson = intervals.wilson(int(hits.sum()), n)
     out["recon_class_accuracy"] = replace(wilson, draws=tuple(hits[rows].mean(1)), pairing=pairing)
     return {k: iv.as_dict() for k, iv in out.items()}
@@ -135,12 +130,13 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
     recons, codes = reconstruct(model, originals)
     x, y = originals.float() / 255, recons.float() / 255
     counts = torch.bincount(codes.flatten(), minlength=geometry.codebook_size).double()
+    hits = predicted_labels(recons, classifier_ckpt) == torch.tensor([r.label for r in records])
     metrics = {
         "psnr": float(recon_metrics.psnr(x, y).mean()),
         "ssim": float(recon_metrics.ssim(x, y).mean()),
         "rfid": float(fidelity.rfid(originals, recons, classifier_ckpt)),
         # the ceiling of the generator's class-consistency: what the evaluator still recognises after the tokenizer
-        "recon_class_accuracy": class_accuracy(recons, [r.label for r in records], classifier_ckpt),
+        "recon_class_accuracy": float(hits.float().mean()),
         "codebook_used_fraction": float((counts > 0).double().mean()),
         "codebook_perplexity": recon_metrics.perplexity(counts),
         "num_images": len(records),
@@ -151,9 +147,8 @@ def run(tokenizer_ckpt, val_csv, dataset_json, classifier_ckpt, out_metrics, out
         "crop": "adm_center",
     }
     if interval_params is not None:
-        labels = [r.label for r in records]
         metrics["intervals"] = recon_intervals(
-            originals, recons, labels, classifier_ckpt, x, y, metrics, interval_params["draws"], interval_params["seed"]
+            originals, recons, hits, classifier_ckpt, x, y, metrics, interval_params["draws"], interval_params["seed"]
         )
     atomic.write_json(out_metrics, metrics)
     with atomic.atomic_path(out_grid) as tmp:

@@ -39,7 +39,7 @@ from alitok.models.vq16 import VQ16, VQ16Config
 from alitok.tokenizer import gan, losses
 from alitok.training import checkpoint, distributed, schedule
 from alitok.training.precision import Precision
-from alitok.training.preemption import Preempted, Preemption
+from alitok.training.preemption import Preemption
 
 log = logging.getLogger("alitok.tokenizer")
 
@@ -352,12 +352,8 @@ def run(
                     f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{record.get('loss', math.nan):.4f}", phase=phase["name"])
                 tick, images_since = time.perf_counter(), 0
-            if step % tr["checkpoint_every"] == 0 or step == total_steps:
-                save_progress()
-            if step < total_steps and preemption.stop_now():  # SIGTERM: this step is done; all ranks stop at it
-                if step % tr["checkpoint_every"]:
-                    save_progress()
-                raise Preempted(step, ckpt_path)
+            # SIGTERM: this step is done; every rank stops at it
+            preemption.after_step(step, total_steps, tr["checkpoint_every"], save_progress, ckpt_path)
     bar.close()
 
     summary = {"stage": stage, "steps": total_steps, "phases": [ph["name"] for ph in phases]}

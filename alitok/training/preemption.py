@@ -45,6 +45,16 @@ class Preemption:
             log.warning("SIGTERM: finishing this step, then checkpointing")
         self.signalled = True
 
+    def after_step(self, step: int, total: int, every: int, save, checkpoint) -> None:
+        """A trainer's end of step: the periodic (and final) checkpoint, then, if signalled, that step's checkpoint
+        (unless just written) and `Preempted`."""
+        if step % every == 0 or step == total:
+            save()
+        if step < total and self.stop_now():
+            if step % every:
+                save()
+            raise Preempted(step, checkpoint)
+
     def stop_now(self) -> bool:
         """True on every rank as soon as any rank has been signalled: the ranks take a maximum of their flags after
         each step, so all of them checkpoint the same step (one small all-reduce per step under DDP)."""
