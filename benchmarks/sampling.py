@@ -9,11 +9,12 @@
   both samplers run the same network; a teacher-forced forward checks that the logits agree. Every row samples
   with classifier-free guidance at temperature 1, as the papers' speed tables do. A peer whose directory is
   not given is left out of the table.
-- Timing: our sampler and the peer's alternate, `--rounds` times after a warm-up each; the medians give the
-  ratio (ours / peer, images/s), so both see the same machine state.
-- Breakdown of our step: the bare forward of the same steps (the limit probe: `model.step` over the same
-  tokens with the same static cache, nothing else), the noise (`Noise.uniform`), the Gumbel pick, the guidance
-  mix; the rest is Python and bookkeeping. `ours / probe` says how close the sampler is to its own limit.
+- Timing: our sampler, the peer's and the limit probe run in turn, `--rounds` times after a warm-up each; each
+  ratio (ours / peer, ours / probe, in images/s) is taken within a round, and its median and range over the rounds
+  are printed: on a shared machine the same row moves by tens of per cent between runs.
+- The limit probe: the bare forward of the same steps (`model.step` over the same tokens with the same static
+  cache, nothing else). `ours / probe` says how close the sampler is to its own limit. Breakdown of our step: the
+  probe, the noise (`Noise.gumbel`), the pick, the guidance mix; the rest is Python and bookkeeping.
 """
 
 from __future__ import annotations
@@ -125,22 +126,15 @@ def timed(fn, device) -> float:
 
 
 def breakdown(model: Generator, labels, ids, guidance, power, device) -> dict:
-    """Seconds per image-batch of each part of our sampler, each run alone over the same steps."""
+    """Seconds per image-batch of the parts of our sampler around the forward, each run alone over the same steps."""
     cfg, T = model.config, model.config.seq_len
-    guided = guidance != 1.0
-    lab = torch.cat([labels, torch.full_like(labels, cfg.null_class)]) if guided else labels
-    with torch.no_grad():
-        codes = generate(model, labels, ids, seed=0, guidance=guidance, power=power)
-    both = codes.repeat(2 if guided else 1, 1)
     logits = torch.randn(labels.shape[0], cfg.vocab_size, device=device)
     noise = Noise(0, ids, cfg.vocab_size)
-    u = noise.uniform(0)
+    g = noise.gumbel(0)
     scales = [guidance_scale(t, T, guidance, power) for t in range(T)]
     parts = {
-        "sampler": lambda: generate(model, labels, ids, seed=0, guidance=guidance, power=power),
-        "forward (limit probe)": lambda: probe(model, lab, both),
-        "noise": lambda: [noise.uniform(t) for t in range(T)],
-        "Gumbel pick": lambda: [pick(logits, u, 1.0) for _ in range(T)],
+        "noise (hash, Gumbel)": lambda: [noise.gumbel(t) for t in range(T)],
+        "pick": lambda: [pick(logits, g, 1.0) for _ in range(T)],
         "guidance mix": lambda: [logits + (logits - logits) * scales[t] for t in range(T)],
     }
     with torch.no_grad():
@@ -148,24 +142,37 @@ def breakdown(model: Generator, labels, ids, guidance, power, device) -> dict:
 
 
 def row(peer: str, make, width, depth, heads, batch, device, rounds) -> dict:
+    """Our sampler, the peer's and the limit probe, timed in turn every round, so a slow spell of a shared machine
+    falls on all three; each ratio is taken within a round (paired), and its median and range over the rounds kept.
+    """
     ours, theirs, agree = make(width, depth, heads)
     ours = ours.to(device).eval()
     guidance, power = GUIDANCE[peer]
     labels, ids = torch.arange(batch, device=device) % 1000, torch.arange(batch, device=device)
+    lab = torch.cat([labels, torch.full_like(labels, ours.config.null_class)]) if guidance != 1.0 else labels
     with torch.no_grad():
         mine = lambda: generate(ours, labels, ids, seed=0, guidance=guidance, power=power)  # noqa: E731
-        other = lambda: theirs(labels, guidance, power)  # noqa: E731
-        mine(), other()  # warm-up
-        times = {"ours": [], "peer": []}
+        both = mine().repeat(lab.shape[0] // batch, 1)  # the tokens our sampler draws, fed to the bare forward
+        runs = {
+            "ours": mine,
+            "peer": lambda: theirs(labels, guidance, power),
+            "probe": lambda: probe(ours, lab, both),
+        }
+        for fn in runs.values():  # warm-up
+            fn()
+        times = {name: [] for name in runs}
         for _ in range(rounds):
-            times["ours"].append(timed(mine, device))
-            times["peer"].append(timed(other, device))
-    ours_s, peer_s = statistics.median(times["ours"]), statistics.median(times["peer"])
-    parts = breakdown(ours, labels, ids, guidance, power, device)
+            for name, fn in runs.items():
+                times[name].append(timed(fn, device))
+    seconds = {name: statistics.median(t) for name, t in times.items()}
+    vs_peer = [p / o for o, p in zip(times["ours"], times["peer"])]
+    of_probe = [b / o for o, b in zip(times["ours"], times["probe"])]
     return {
-        "peer": peer, "shape": f"{width} / {depth} / {heads}", "batch": batch, "ours": batch / ours_s,
-        "theirs": batch / peer_s, "ratio": peer_s / ours_s, "probe": batch / parts["forward (limit probe)"],
-        "parts": parts, "agree": agree,
+        "peer": peer, "shape": f"{width} / {depth} / {heads}", "batch": batch, "seconds": seconds,
+        "ours": batch / seconds["ours"], "theirs": batch / seconds["peer"], "probe": batch / seconds["probe"],
+        "ratio": (statistics.median(vs_peer), min(vs_peer), max(vs_peer)),
+        "of_probe": (statistics.median(of_probe), min(of_probe), max(of_probe)),
+        "parts": breakdown(ours, labels, ids, guidance, power, device), "agree": agree,
     }  # fmt: skip
 
 
@@ -178,35 +185,47 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     where = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine()
-    rows = []
+    makers = []
     if args.alitok_dir:
-        make = lambda w, d, h: official_alitok(args.alitok_dir, w, d, h)  # noqa: E731
-        rows += [row("alitok", make, *r, device, args.rounds) for r in ALITOK_ROWS]
+        alitok = lambda w, d, h: official_alitok(args.alitok_dir, w, d, h)  # noqa: E731
+        makers += [("alitok", alitok, r) for r in ALITOK_ROWS]
     if args.llamagen_dir:
-        make = lambda w, d, h: official_llamagen(args.llamagen_dir, w, d, h)  # noqa: E731
-        rows += [row("llamagen", make, *r, device, args.rounds) for r in LLAMAGEN_ROWS]
+        llamagen = lambda w, d, h: official_llamagen(args.llamagen_dir, w, d, h)  # noqa: E731
+        makers += [("llamagen", llamagen, r) for r in LLAMAGEN_ROWS]
     print(f"# Sampling against the peers, {device.type} ({where}, {torch.get_num_threads()} threads), torch "
           f"{torch.__version__}; median of {args.rounds} alternating rounds, guidance on, temperature 1")  # fmt: skip
     print()
-    print("| peer | width / depth / heads | batch | ours (images/s) | peer's own sampler | ours / peer | limit probe "
-          "| ours / probe | logits agree (max diff) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("| peer | width / depth / heads | batch | ours (images/s) | peer's own sampler | ours / peer [range] "
+          "| limit probe | ours / probe [range] | logits agree (max diff) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for peer, make, shape in makers:  # each row printed as it is measured: a long run shows its progress
+        r = row(peer, make, *shape, device, args.rounds)
+        rows.append(r)
         agree = "–" if r["agree"] is None else f"{r['agree']:.1e}"
+        (vp, vp_lo, vp_hi), (op, op_lo, op_hi) = r["ratio"], r["of_probe"]
         print(f"| {r['peer']} | {r['shape']} | {r['batch']} | {r['ours']:.2f} | {r['theirs']:.2f} | "
-              f"**{r['ratio']:.2f}x** | {r['probe']:.2f} | {r['ours'] / r['probe']:.0%} | {agree} |")  # fmt: skip
+              f"**{vp:.2f}x** [{vp_lo:.2f}, {vp_hi:.2f}] | {r['probe']:.2f} | **{op:.0%}** [{op_lo:.0%}, {op_hi:.0%}] "
+              f"| {agree} |", flush=True)  # fmt: skip
     print()
-    print("## Where a step's time goes (ours; each part run alone over the same steps)")
+    print("## Where a step's time goes (ours, ms per decoding step)")
+    print()
+    print(
+        "The sampler and the bare forward are the rows' medians; noise, pick and guidance mix are each run alone "
+        "over the same steps; the rest (the sampler less all of them) is Python and bookkeeping."
+    )
     print()
     names = list(rows[0]["parts"]) if rows else []
-    print("| peer | width / depth / heads | batch | " + " | ".join(f"{n} (ms/step)" for n in names) + " | rest |")
-    print("|---|---|---|" + "---|" * (len(names) + 1))
+    print("| peer | width / depth / heads | batch | sampler | forward (limit probe) | "
+          + " | ".join(names) + " | rest |")  # fmt: skip
+    print("|---|---|---|---|---|" + "---|" * (len(names) + 1))
     for r in rows:
         steps = 273 if r["peer"] == "alitok" else 256
         ms = {n: 1000 * v / steps for n, v in r["parts"].items()}
-        rest = ms["sampler"] - sum(v for n, v in ms.items() if n != "sampler")
-        print(f"| {r['peer']} | {r['shape']} | {r['batch']} | " + " | ".join(f"{ms[n]:.2f}" for n in names)
-              + f" | {rest:.2f} |")  # fmt: skip
+        sampler, forward = (1000 * r["seconds"][k] / steps for k in ("ours", "probe"))
+        rest = sampler - forward - sum(ms.values())
+        print(f"| {r['peer']} | {r['shape']} | {r['batch']} | {sampler:.2f} | {forward:.2f} | "
+              + " | ".join(f"{ms[n]:.2f}" for n in names) + f" | {rest:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -77,3 +77,15 @@ def test_gpu_check_exits_1_on_a_mismatch(monkeypatch, capsys):
     assert gpu_check.release.SIZES["alitok"] == sizes  # the tiny stand-in for the release is undone
     out = capsys.readouterr().out
     assert "| B | bf16 |" in out and "| NO |" in out and "MISMATCH" in out
+
+
+def test_sustained_matmul_counts_every_core_and_restores_the_thread_count():
+    """The smoke test's machine factor (tests/test_workflow.py): one-thread matmuls on two cores, all the work over
+    all the time, so a shared machine's stalls show; the caller's thread count is left as it was."""
+    import torch
+    from peak import sustained_matmul
+
+    threads = torch.get_num_threads()
+    speed = sustained_matmul(n=64, seconds=0.2, workers=2)
+    assert torch.get_num_threads() == threads
+    assert 1e6 < speed < 1e13  # FLOP/s per core, whatever the machine

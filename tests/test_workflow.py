@@ -205,32 +205,28 @@ def _seconds(benchmark_tsv, column: str = "s") -> float:
     return float(dict(zip(header.split("\t"), values.split("\t")))[column])
 
 
-# Single-core float32 matmul peak of the machine the smoke budgets were set on (2-core AMD EPYC sandbox,
-# 2026-11-26; benchmarks/peak.py's measurement at n = 512, one thread, as the 1-thread jobs run).
-REFERENCE_PEAK = 93e9
+# Per-core float32 matmul speed of the machine the smoke budgets were set on (2-core AMD EPYC sandbox, 2026-11-26:
+# a best one-thread burst of 93 GFLOP/s at n = 512). benchmarks/peak.py's sustained_matmul, both cores busy, all the
+# work over all the time, reads 0.93 of the best burst on that machine type (0.90-0.94 in three runs, 2026-12-06).
+REFERENCE_SPEED = 86e9
 
 
-def _single_core_peak() -> float:
+def _machine_speed() -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import torch
-    from peak import matmul_peak
+    from peak import sustained_matmul
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return matmul_peak(torch.device("cpu"), torch.float32, 512)
-    finally:
-        torch.set_num_threads(threads)
+    return sustained_matmul()
 
 
 @pytest.mark.slow
 @pytest.mark.alone
 def test_smoke_pipeline(project):
     """The README's first command: the embedded default pipeline, as far as it goes today."""
-    peak = _single_core_peak()  # before the run: the machine's speed, for the time budgets below
+    before = _machine_speed()  # the machine's speed, for the time budgets below
     start = time.monotonic()
-    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~8.5 min on 2 cores, CTF included
+    run(["snakemake", "--cores", "2"], cwd=project, timeout=3000)  # ~8 min on 2 cores, CTF included
     wall = time.monotonic() - start
+    speed = min(before, _machine_speed())  # and after: a shared machine that slowed during the run counts slower
     out = project / "results" / "smoke"
     info = json.loads((out / "data" / "dataset.json").read_text())
     report = json.loads((out / "data" / "report.json").read_text())
@@ -284,7 +280,7 @@ def test_smoke_pipeline(project):
     # Budgets: 10 minutes for the whole run on 2 cores (issue 24), within which the older ones still hold: 15 minutes
     # for the plain pipeline (issue 6), at most 5 more for CTF (issue 8). Jobs run
     # two at a time, so CTF's cost is its jobs' CPU time over the 2 cores and the plain pipeline's is the rest of
-    # the wall time. Reference-machine minutes: a machine with a lower single-core matmul peak gets more.
+    # the wall time. Reference-machine minutes: a machine with a lower sustained matmul speed per core gets more.
     ctf_jobs = [
         "ctf_clusters",
         "train_ctf_stage2",
@@ -294,10 +290,9 @@ def test_smoke_pipeline(project):
         "evaluate_generator_ctf-S",
     ]
     ctf_share = sum(_seconds(out / "benchmarks" / f"{job}.tsv", "cpu_time") for job in ctf_jobs) / 2
-    slower = max(1.0, REFERENCE_PEAK / peak)
-    timing = (
-        f"wall {wall:.0f} s, CTF's share {ctf_share:.0f} s, machine factor {slower:.2f} (peak {peak / 1e9:.1f} GFLOP/s)"
-    )
+    slower = max(1.0, REFERENCE_SPEED / speed)
+    per_core = f"{speed / 1e9:.1f} GFLOP/s per core"
+    timing = f"wall {wall:.0f} s, CTF's share {ctf_share:.0f} s, machine factor {slower:.2f} ({per_core})"
     assert ctf_share < 300 * slower, "CTF over its 5 minutes: " + timing
     assert wall - ctf_share < 900 * slower, "the plain pipeline over its 15 minutes: " + timing
     assert wall < 600 * slower, "the smoke run, CTF included, over its 10 minutes (issue 24): " + timing

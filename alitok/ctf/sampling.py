@@ -45,5 +45,5 @@ def generate_ctf(
         logits = logits.masked_fill(outside, -math.inf)
     logits = filter_logits(logits, top_k)
     T, noise = coarse.shape[1], Noise(seed, sample_ids, logits.shape[-1])
-    fine = torch.stack([pick(logits[:, t], noise.uniform(T + t), tau2) for t in range(T)], dim=1)
+    fine = torch.stack([pick(logits[:, t], noise.gumbel(T + t), tau2) for t in range(T)], dim=1)
     return coarse, fine

@@ -41,17 +41,33 @@ def sample_uniform(seed: int, sample_ids: torch.Tensor, step: int, n: int) -> to
 
 
 class Noise:
-    """`sample_uniform` with what does not change between steps (the samples' part of the hash, the columns)
-    computed once: the same numbers, fewer operations per decoding step."""
+    """`sample_uniform` step after step: what does not change between steps (the samples' part of the hash, the
+    columns) computed once, and the (B, n) part computed in place in buffers allocated once. The same numbers;
+    on the CPU a fresh (B, n) tensor per operation costs more in page faults than the arithmetic."""
 
     def __init__(self, seed: int, sample_ids: torch.Tensor, n: int):
-        self.col = torch.arange(n, device=sample_ids.device, dtype=torch.int64)[None, :]
-        h = _hash32(torch.tensor(seed, dtype=torch.int64, device=sample_ids.device) + 0x9E3779B9)
+        device = sample_ids.device
+        self.col = torch.arange(n, device=device, dtype=torch.int64)[None, :]
+        h = _hash32(torch.tensor(seed, dtype=torch.int64, device=device) + 0x9E3779B9)
         self.samples = _hash32(h ^ sample_ids.to(torch.int64)[:, None])
+        self._bits = torch.empty(len(sample_ids), n, dtype=torch.int64, device=device)
+        self._shifted = torch.empty_like(self._bits)
+        self._gumbel = torch.empty(len(sample_ids), n, dtype=torch.float64, device=device)
+
+    def _uniform(self, step: int, out: torch.Tensor) -> torch.Tensor:
+        x = torch.bitwise_xor(_hash32(self.samples + step * 0x85EBCA6B), self.col, out=self._bits)  # < 2^32
+        for shift, multiplier in ((16, 0x7FEB352D), (15, 0x46CA68B5)):  # _hash32, whose first mask is a no-op here
+            x.bitwise_xor_(torch.bitwise_right_shift(x, shift, out=self._shifted)).mul_(multiplier)
+            x.bitwise_and_(_MASK32)
+        x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=self._shifted))
+        return out.copy_(x).add_(0.5).mul_(2.0**-32)  # (h + 0.5) / 2^32: a power of two, so the same bits
 
     def uniform(self, step: int) -> torch.Tensor:
-        h = _hash32(_hash32(self.samples + step * 0x85EBCA6B) ^ self.col)
-        return (h.double() + 0.5) / 2.0**32
+        return self._uniform(step, torch.empty_like(self._gumbel))
+
+    def gumbel(self, step: int) -> torch.Tensor:
+        """−log(−log u) of `uniform(step)`, in a buffer that the next call overwrites (and `pick` adds into)."""
+        return self._uniform(step, self._gumbel).log_().neg_().log_().neg_()
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -67,12 +83,13 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def pick(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Gumbel-max draw from softmax(logits/τ); τ = 0 is greedy."""
-    logits = logits.double()
+def pick(logits: torch.Tensor, gumbel: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Gumbel-max draw from softmax(logits/τ), adding the logits into the step's float64 Gumbel noise
+    (`Noise.gumbel`) in place: argmax(g + logits/τ), the same bits as logits/τ − log(−log u). τ = 0 is greedy."""
     if temperature == 0:
         return logits.argmax(-1)
-    return (logits / temperature - torch.log(-torch.log(uniforms))).argmax(-1)
+    scaled = logits if temperature == 1 else logits.double().div_(temperature)  # x / 1 is x: no bit changes
+    return gumbel.add_(scaled).argmax(-1)
 
 
 @torch.no_grad()
@@ -113,9 +130,9 @@ def generate(
             ids = codes[:, :t].repeat(2 if guided else 1, 1)
             logits = model(lab, F.pad(ids, (0, 1)))[:, -1]  # the padded last code is never read
         logits = logits.float()
-        if guided:
+        if guided:  # u + w·(c − u), in place on the step's own logits
             cond, uncond = logits.chunk(2)
-            logits = uncond + (cond - uncond) * scales[t]
+            logits = cond.sub_(uncond).mul_(scales[t]).add_(uncond)
         logits = filter_logits(logits, top_k, top_p)
-        codes[:, t] = pick(logits, noise.uniform(t), temperature)
+        codes[:, t] = pick(logits, noise.gumbel(t), temperature)
     return codes

@@ -161,7 +161,7 @@ class RMSNorm(nn.Module):
 
 class KVCache:
     """Preallocated keys (post-norm, post-RoPE) and values per layer, for incremental decoding; `mask`: which cached
-    positions the new tokens see, built once per step for every layer."""
+    positions the new tokens see, built once per step for every layer (None for one new token: it sees them all)."""
 
     def __init__(self, cfg: GeneratorConfig, batch: int, length: int, device, dtype):
         shape = (batch, cfg.heads, length, cfg.head_dim)
@@ -269,7 +269,8 @@ class Generator(nn.Module):
         rope = self.rope[start : start + x.shape[1]]
         if cache is not None:  # new tokens sit at [start, end) and see every cached one before them
             end = start + x.shape[1]
-            cache.mask = torch.ones(end - start, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            many = x.shape[1] > 1  # one new token sees all of the cache: no mask to build or apply
+            cache.mask = torch.ones(end - start, end, dtype=torch.bool, device=x.device).tril(start) if many else None
         for i, block in enumerate(self.blocks):
             x = block(x, rope, cache, i)
         if cache is not None:
