@@ -27,12 +27,18 @@ def guidance_scale(step: int, total: int, scale: float, power: float | None) -> 
     return float((scale - 1) * 0.5 * (1 - torch.cos(math.pi * t**power)) + 1)
 
 
+def _mix32_(x: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer, in place on an int64 tensor below 2^32 (`shifted`: scratch of its shape);
+    multipliers < 2^31 keep every product below 2^63."""
+    for shift, multiplier in ((16, 0x7FEB352D), (15, 0x46CA68B5)):
+        x.bitwise_xor_(torch.bitwise_right_shift(x, shift, out=shifted)).mul_(multiplier).bitwise_and_(_MASK32)
+    return x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=shifted))
+
+
 def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixer on int64 tensors; multipliers < 2^31 keep every product below 2^63."""
+    """`_mix32_` of x's low 32 bits, on a copy."""
     x = x & _MASK32
-    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _MASK32
-    x = ((x ^ (x >> 15)) * 0x46CA68B5) & _MASK32
-    return x ^ (x >> 16)
+    return _mix32_(x, torch.empty_like(x))
 
 
 def sample_uniform(seed: int, sample_ids: torch.Tensor, step: int, n: int) -> torch.Tensor:
@@ -56,10 +62,7 @@ class Noise:
 
     def _uniform(self, step: int, out: torch.Tensor) -> torch.Tensor:
         x = torch.bitwise_xor(_hash32(self.samples + step * 0x85EBCA6B), self.col, out=self._bits)  # < 2^32
-        for shift, multiplier in ((16, 0x7FEB352D), (15, 0x46CA68B5)):  # _hash32, whose first mask is a no-op here
-            x.bitwise_xor_(torch.bitwise_right_shift(x, shift, out=self._shifted)).mul_(multiplier)
-            x.bitwise_and_(_MASK32)
-        x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=self._shifted))
+        _mix32_(x, self._shifted)
         return out.copy_(x).add_(0.5).mul_(2.0**-32)  # (h + 0.5) / 2^32: a power of two, so the same bits
 
     def uniform(self, step: int) -> torch.Tensor:
