@@ -53,14 +53,16 @@ def test_ctf_points_follow_each_subtable_conditions():
     tables = units.table_points(p)
     a_points = [units.points(p)[pid] for _, pid in tables["a"]]
     assert [s["clusters"] for s in a_points] == [8, 32, 64] and {s["stage2"] for s in a_points} == {"S"}
-    guidance = p["ablations"]["ctf"]["defaults"]["guidance"]
-    for name in "bcd":  # tau1 = tau2 = 1, the default guidance unless swept
+    ctf = p["ablations"]["ctf"]
+    d = ctf["defaults"]
+    for name in "bcd":  # the default temperatures and guidance unless swept
         for _, pid in tables[name]:
             s = units.points(p)[pid]
-            assert (s["tau1"], s["tau2"]) == (1.0, 1.0) and (s["guidance"] == guidance or name == "c")
-    assert all(units.points(p)[pid]["tau1"] == 1.1 for _, pid in tables["f"])
+            assert (s["tau1"], s["tau2"]) == (d["tau1"], d["tau2"]) and (s["guidance"] == d["guidance"] or name == "c")
+    assert [units.points(p)[pid]["tau1"] for _, pid in tables["e"]] == ctf["tables"]["e"]["values"]
+    assert all(units.points(p)[pid]["tau1"] == ctf["tables"]["f"]["hold"]["tau1"] for _, pid in tables["f"])
     q = units.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
-    assert q["ctf"]["sampling"]["tau1"] == q["ctf"]["sampling"]["tau2"] == 1.1
+    assert (q["ctf"]["sampling"]["tau1"], q["ctf"]["sampling"]["tau2"]) == (ctf["claim"]["tau1"], ctf["claim"]["tau2"])
     assert q["ctf"]["clusters"]["count"] == 32 and q["ctf"]["stage2"] == p["ablations"]["ctf"]["stage2_sizes"]["M"]
     # CTF's stage 1 takes the length of the row whose tokens it uses (F: twice the AR training)
     assert q["generator"]["scales"]["S"]["steps"] == 2 * p["generator"]["scales"]["S"]["steps"]
