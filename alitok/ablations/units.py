@@ -159,9 +159,8 @@ def derive(p: dict, unit: str, seed: int) -> dict:
         q["ctf"]["run"] = [SCALE]
         q["ctf"]["clusters"]["count"] = s["clusters"]
         q["ctf"]["stage2"] = copy.deepcopy(c["stage2_sizes"][s["stage2"]])
-        q["ctf"]["sampling"] |= {
+        q["ctf"]["sampling"] |= {  # the guidance schedule (guidance_power) stays the profile's ctf.sampling's
             "guidance": s["guidance"],
-            "guidance_power": None,
             "top_k": s["top_k"],
             "tau1": s["tau1"],
             "tau2": s["tau2"],
