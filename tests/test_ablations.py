@@ -63,6 +63,7 @@ def test_ctf_points_follow_each_subtable_conditions():
     assert all(units.points(p)[pid]["tau1"] == ctf["tables"]["f"]["hold"]["tau1"] for _, pid in tables["f"])
     q = units.load(REPO / "params.yaml", f"ablations/{units.claim_point(p)}/seed0")
     assert (q["ctf"]["sampling"]["tau1"], q["ctf"]["sampling"]["tau2"]) == (ctf["claim"]["tau1"], ctf["claim"]["tau2"])
+    assert q["ctf"]["sampling"]["guidance_power"] == p["ctf"]["sampling"]["guidance_power"]  # the profile's schedule
     assert q["ctf"]["clusters"]["count"] == 32 and q["ctf"]["stage2"] == p["ablations"]["ctf"]["stage2_sizes"]["M"]
     # CTF's stage 1 takes the length of the row whose tokens it uses (F: twice the AR training)
     assert q["generator"]["scales"]["S"]["steps"] == 2 * p["generator"]["scales"]["S"]["steps"]
