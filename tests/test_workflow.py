@@ -264,10 +264,10 @@ def test_smoke_pipeline(project):
     assert real["class_consistency"] >= 0.95  # the ceiling: the classifier on real held-out images
     for control in ("S-untrained", "S-shuffled_labels"):
         m = json.loads((out / "evaluation" / f"{control}.json").read_text())
-        cc, n = intervals.Interval.of(m["intervals"]["class_consistency"]), m["num_samples"]
-        assert abs(cc.value - m["chance"]) <= 3 * (m["chance"] * (1 - m["chance"]) / n) ** 0.5, (control, cc)
-        said = "**at chance, as it must be**" if intervals.at_chance(cc, m["chance"]) else "**NOT at chance"
-        assert f"Control `{control}`: class-consistency {cc.text(3, percent=True)}" in text and said in text
+        cc = intervals.Interval.of(m["intervals"]["class_consistency"])
+        assert intervals.at_chance(cc, m["chance"]), (control, cc.text(3, percent=True))  # the report's rule
+        said = f"Control `{control}`: class-consistency {cc.text(3, percent=True)}"
+        assert said in text and "**at chance, as it must be**" in text
     assert "**Rules of the verdicts below**" in text
     main = json.loads((out / "evaluation" / "S.json").read_text())
     assert main["fid"] > real["fid"] >= 0  # samples sit above the real-image floor
@@ -296,14 +296,13 @@ def test_smoke_pipeline(project):
     assert ctf_share < 300 * slower, "CTF over its 5 minutes: " + timing
     assert wall - ctf_share < 900 * slower, "the plain pipeline over its 15 minutes: " + timing
     assert wall < 600 * slower, "the smoke run, CTF included, over its 10 minutes (issue 24): " + timing
-    # Issues 6 and 8's goal on the point estimate; the report judges it on the interval's lower end (issue 31) and
-    # says so. The lower end is not asserted here yet: a 1-thread fresh-clone run missed it (docs/evaluation.md).
+    # Issues 6 and 8's goal, judged as the report judges it: on the 95 % interval's lower end (issue 31), which
+    # fresh-clone runs in two thread layouts met (docs/evaluation.md, "Goals on the lower end").
     for name, m in (("S", main), ("ctf-S", ctf)):
         cc = intervals.Interval.of(m["intervals"]["class_consistency"])
-        assert cc.value >= CC_GOAL, f"{name}: class-consistency {cc.text(3, percent=True)}; {timing}"
-        said = "**met**" if intervals.meets(cc, CC_GOAL) else "**not met**"
+        assert intervals.meets(cc, CC_GOAL), f"{name}: class-consistency {cc.text(3, percent=True)}; {timing}"
         line = f"`{name}`: class-consistency {cc.text(3, percent=True)} (n = {m['num_samples']})"
-        assert f"{line} against the goal of {CC_GOAL:.0%} on the lower end: {said}" in text
+        assert f"{line} against the goal of {CC_GOAL:.0%} on the lower end: **met**" in text
 
 
 def test_second_invocation_in_one_directory_is_refused(project):
