@@ -34,7 +34,9 @@ if not imports_generators(P):  # released weights are imported instead (release.
             args=train_args,
             work=lambda w: f"{OUT}/{w.u}work/generator_{w.run}",
         threads: torch_threads("train_generator")
-        priority: 5  # the longest jobs start first; short ones fill the other core around them
+        # the longest jobs start first, short ones fill the other core around them; a control is short (its labels
+        # carry nothing, or it does not train), so a free core takes S or CTF's stage 1 before it
+        priority: lambda wildcards: 4 if run_control(wildcards) else 5
         resources:
             **job_resources("train_generator"),
         log:
