@@ -213,3 +213,20 @@ def test_codebook_learning_rate_scale():
     step = {name: (q.detach() - before[name]).abs().max().item() for name, q in model.named_parameters()}
     assert step["quantizer.codebook"] == pytest.approx(1e-2, rel=1e-3)
     assert step["decoder.pos"] == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("std", [0.02, 0.05])
+def test_init_std_reaches_every_linear_and_conv(std):
+    """`tokenizer.training.init_std` sets the weights' spread, and only theirs: tables and colour mix keep their own."""
+    from alitok import config
+    from alitok.tokenizer.train import family_parts
+
+    p = config.load(REPO / "params.yaml", "tiny")
+    p["tokenizer"]["training"]["init_std"] = std
+    torch.manual_seed(0)
+    model = family_parts(p, 1).model
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    colour = {id(h.colour.weight) for h in (model.decoder.pixel_head, model.decoder.aux_head) if h is not None}
+    drawn = torch.cat([w.detach().flatten() for w in weights if id(w) not in colour])
+    assert drawn.std().item() == pytest.approx(std, rel=0.02)
+    assert model.latent_tokens.std().item() == pytest.approx(model.latent_tokens.shape[1] ** -0.5, rel=0.1)

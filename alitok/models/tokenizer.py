@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -349,7 +350,14 @@ class Decoder(nn.Module):
 class Tokenizer(nn.Module):
     """Encoder + VQ + decoder of one training stage (1: causal decoder, 2: bidirectional decoder)."""
 
-    def __init__(self, cfg: TokenizerConfig, stage: int, usage_decay: float = 0.99, codebook_init_std: float = 0.02):
+    def __init__(
+        self,
+        cfg: TokenizerConfig,
+        stage: int,
+        usage_decay: float = 0.99,
+        codebook_init_std: float = 0.02,
+        init_std: float = 0.02,
+    ):
         super().__init__()
         if stage not in (1, 2):
             raise ValueError(f"tokenizer stage must be 1 or 2, got {stage}")
@@ -358,7 +366,7 @@ class Tokenizer(nn.Module):
         self.encoder = Encoder(cfg)
         self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.code_dim, decay=usage_decay, init_std=codebook_init_std)
         self.decoder = Decoder(cfg, stage)
-        self.apply(_init_layer)
+        self.apply(partial(_init_layer, std=init_std))
         for head in (self.decoder.pixel_head, self.decoder.aux_head):
             if head is not None:  # identity colour mix: a 0.02-std 3x3 mix would mute the whole output at start
                 nn.init.eye_(head.colour.weight.view(3, 3))
@@ -432,10 +440,14 @@ class Tokenizer(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-def _init_layer(m: nn.Module) -> None:
-    """Release init: linear/conv weights truncated normal std 0.02 with zero bias; LayerNorm 1/0."""
+def _init_layer(m: nn.Module, std: float) -> None:
+    """Release init: linear/conv weights truncated normal (std 0.02 there) with zero bias; LayerNorm 1/0.
+
+    At width 128 the release's 0.02 leaves q·k near 0, so attention starts uniform and every latent reads the
+    image's mean colour until the projections grow: the flat-colour plateau (docs/tokenizer.md, "Init std").
+    """
     if isinstance(m, (nn.Linear, nn.Conv2d)):
-        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.trunc_normal_(m.weight, std=std)
         nn.init.zeros_(m.bias)
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)

@@ -110,7 +110,8 @@ def family_parts(p: dict, stage: int) -> FamilyParts:
             entry={"family": "vq16"},
         )
     cfg = model_config(p)
-    model = Tokenizer(cfg, stage, usage_decay=q["usage_decay"], codebook_init_std=q["init_std"])
+    init_std = p["tokenizer"]["training"]["init_std"]
+    model = Tokenizer(cfg, stage, usage_decay=q["usage_decay"], codebook_init_std=q["init_std"], init_std=init_std)
 
     def aux(outputs, x):
         return None if outputs["aux"] is None else F.mse_loss(outputs["aux"].float(), prefix_target(x, cfg))
